@@ -1,0 +1,11 @@
+//! 1ld: run homelab services on Proxmox VE.
+//!
+//! The library holds everything the daemon (`1ldd`) and the client (`1ldctl`)
+//! share. Module map (see `docs/architecture.md`):
+//! - [`pve`]: typed wrappers over the Proxmox command-line tools and pure
+//!   parsers of their output; every external command goes through
+//!   [`pve::runner`].
+//! - [`config`]: the daemon's typed TOML configuration.
+
+pub mod config;
+pub mod pve;
