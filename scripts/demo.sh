@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo` on a machine without Proxmox: the sandbox PVE node is up (the
+# Makefile's `sandbox` target); create a Debian 12 container the way 1ld will,
+# start it, wait for its DHCP lease and show it running.
+#
+# Until the daemon (`1ldd`) lands, this drives the Proxmox CLI stand-ins
+# directly; later issues replace the body with `1ldctl deploy` and `1ldctl ls`.
+set -euo pipefail
+BIN="$(cd "$(dirname "$0")/.." && pwd)/target/sandbox/bin"
+export PATH="$BIN:$PATH"
+TEMPLATE=local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst
+NAME=demo-netbox-agent
+
+vmid=$(pct list | awk -v n="$NAME" 'NR>1 && $NF==n {print $1}' | head -n1)
+if [ -z "$vmid" ]; then
+  vmid=$(pvesh get /cluster/nextid --vmid 140 2>/dev/null || pvesh get /cluster/nextid)
+  echo "==> pct create $vmid ($NAME: 2 cores, 2048 MB, 8 GB, unprivileged, DHCP on vmbr0)"
+  pct create "$vmid" "$TEMPLATE" --hostname "$NAME" --cores 2 --memory 2048 --swap 512 \
+    --rootfs local-lvm:8 --net0 name=eth0,bridge=vmbr0,ip=dhcp,ip6=manual \
+    --unprivileged 1 --features nesting=1 --tags 1ld,1ld-netbox-agent --onboot 1
+fi
+if ! pct status "$vmid" | grep -q running; then
+  echo "==> pct start $vmid"
+  pct start "$vmid"
+fi
+node=$(pveversion >/dev/null && hostname -s)
+echo "==> waiting for a DHCP lease"
+ip=""
+for _ in $(seq 1 60); do
+  ip=$(pvesh get "/nodes/$node/lxc/$vmid/interfaces" --output-format json 2>/dev/null |
+    tr '{' '\n' | grep '"name":"eth0"' | sed -n 's/.*"inet":"\([0-9.]*\)\/.*/\1/p' | head -n1)
+  [ -n "$ip" ] && break
+  sleep 1
+done
+[ -n "$ip" ] || { echo "demo: container $vmid got no DHCP lease" >&2; exit 1; }
+echo "==> $NAME (CT $vmid) is running at $ip"
+pct exec "$vmid" -- systemctl is-system-running || true
+echo
+pct list

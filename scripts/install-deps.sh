@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Install everything `make test`, `make demo` and `make bench` need on a fresh
+# Debian 12 machine, as root, without prompts. Idempotent: a second run only
+# checks.
+set -euo pipefail
+
+APT_PACKAGES=(
+  lxc            # lxc-start/lxc-attach/lxc-usernsexec: the sandbox's containers
+  uidmap         # newuidmap/newgidmap for unprivileged containers
+  dnsmasq-base   # DHCP on the sandbox bridge
+  debootstrap    # builds the Debian 12 template
+  zstd gzip lzop # vzdump compressors and the template format
+  iproute2       # bridge and veth management, `ip -json addr` in a CT's netns
+  util-linux     # nsenter, flock
+  tar rsync ca-certificates
+  build-essential pkg-config
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: must run as root (it installs apt packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q </dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+# The toolchain is pinned by rust-toolchain.toml; rustup installs it on first use.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "install-deps: cargo not found; install rustup first (https://rustup.rs)" >&2
+    exit 1
+  fi
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# Unprivileged containers map root to 100000..165535, as on Proxmox VE.
+for f in /etc/subuid /etc/subgid; do
+  grep -q '^root:100000:65536$' "$f" 2>/dev/null || echo 'root:100000:65536' >> "$f"
+done
+echo "install-deps: ok"
