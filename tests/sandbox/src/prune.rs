@@ -295,7 +295,7 @@ pub fn mark_backup_group(
     }
     let mut list: Vec<&mut PruneEntry> = group.iter_mut().collect();
     // Perl's sort is stable; newest first.
-    list.sort_by(|a, b| b.ctime.cmp(&a.ctime));
+    list.sort_by_key(|e| std::cmp::Reverse(e.ctime));
     for (idx, count) in keep.counts.iter().enumerate() {
         mark_pass(&mut list, count.unwrap_or(0), idx, offset_of);
     }
@@ -376,7 +376,9 @@ mod tests {
         assert!(KeepOptions::parse("keep-last").is_err());
         assert!(KeepOptions::parse("keep-last=1,keep-last=2").is_err());
         assert!(KeepOptions::parse("keep-all=1").unwrap().keeps_everything());
-        assert!(KeepOptions::parse("keep-last=0").unwrap().keeps_everything());
+        assert!(KeepOptions::parse("keep-last=0")
+            .unwrap()
+            .keeps_everything());
         assert_eq!(KeepOptions::keep_all().log_string(), "keep-all=1");
     }
 
