@@ -1,0 +1,1 @@
+//! LXC glue (in progress).
