@@ -1,0 +1,170 @@
+//! The daemon's configuration: a typed TOML file.
+//!
+//! Invariants: unknown keys are rejected (`deny_unknown_fields`), a missing
+//! file means all defaults, and an invalid file is an error that names the key.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[pve]`: how the Proxmox tools are run.
+    pub pve: PveConfig,
+}
+
+/// `[pve]`: how the Proxmox command-line tools are run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PveConfig {
+    /// Directory holding `pct`, `pveam`, `vzdump`, `pvesm`, `pvesh`,
+    /// `pveversion`. Unset: search `PATH`. Tests point it at the sandbox.
+    pub bin_dir: Option<PathBuf>,
+    /// Timeout in seconds for short commands (list, status, config, set, ...).
+    pub command_timeout_secs: u64,
+    /// Timeout in seconds for long commands (create, restore, vzdump, download).
+    pub long_command_timeout_secs: u64,
+    /// This node's name; unset: the short hostname.
+    pub node: Option<String>,
+}
+
+impl Default for PveConfig {
+    fn default() -> Self {
+        Self {
+            bin_dir: None,
+            command_timeout_secs: 120,
+            long_command_timeout_secs: 3600,
+            node: None,
+        }
+    }
+}
+
+impl PveConfig {
+    /// Timeout for short commands.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+
+    /// Timeout for long commands.
+    pub fn long_command_timeout(&self) -> Duration {
+        Duration::from_secs(self.long_command_timeout_secs)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid (the message names the offending key).
+    #[error("invalid config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, naming the key and position.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config file {path}: `{key}` {message}")]
+    Value {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `pve.command_timeout_secs`.
+        key: &'static str,
+        /// What is wrong.
+        message: &'static str,
+    },
+}
+
+impl Config {
+    /// Parses configuration text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let bad = |key, message| ConfigError::Value {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        if cfg.pve.command_timeout_secs == 0 {
+            return Err(bad("pve.command_timeout_secs", "must be at least 1"));
+        }
+        if cfg.pve.long_command_timeout_secs == 0 {
+            return Err(bad("pve.long_command_timeout_secs", "must be at least 1"));
+        }
+        Ok(cfg)
+    }
+
+    /// Loads `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_is_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&dir.path().join("nope.toml")).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.pve.bin_dir, None);
+        assert_eq!(c.pve.command_timeout(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn empty_and_full_files() {
+        let p = Path::new("1ld.toml");
+        assert_eq!(Config::parse("", p).unwrap(), Config::default());
+        let c = Config::parse(
+            "[pve]\nbin_dir = \"/opt/sandbox/bin\"\ncommand_timeout_secs = 5\nlong_command_timeout_secs = 60\nnode = \"pve\"\n",
+            p,
+        )
+        .unwrap();
+        assert_eq!(
+            c.pve.bin_dir.as_deref(),
+            Some(Path::new("/opt/sandbox/bin"))
+        );
+        assert_eq!(c.pve.command_timeout_secs, 5);
+        assert_eq!(c.pve.node.as_deref(), Some("pve"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::parse("[pve]\nbindir = \"/x\"\n", Path::new("1ld.toml")).unwrap_err();
+        assert!(e.to_string().contains("bindir"), "{e}");
+        let e = Config::parse("[pvee]\n", Path::new("1ld.toml")).unwrap_err();
+        assert!(e.to_string().contains("pvee"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_and_range_are_named() {
+        let e = Config::parse("[pve]\ncommand_timeout_secs = \"x\"\n", Path::new("c.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("command_timeout_secs"), "{e}");
+        let e =
+            Config::parse("[pve]\ncommand_timeout_secs = 0\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("pve.command_timeout_secs"), "{e}");
+    }
+}

@@ -1,0 +1,82 @@
+//! `vzdump` task log (printed on stdout by the CLI).
+//!
+//! The archive path comes from `creating vzdump archive '<path>'`. No such line
+//! on a successful exit means nothing was backed up (the guest is on another
+//! node: vzdump then exits 0 silently).
+
+use std::path::PathBuf;
+
+/// What a vzdump run reported.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VzdumpLog {
+    /// The archive written, if any.
+    pub archive: Option<PathBuf>,
+    /// `ERROR:` lines, without the prefix.
+    pub errors: Vec<String>,
+    /// `WARN:` lines, without the prefix.
+    pub warnings: Vec<String>,
+    /// `archive file size: 402MB`, verbatim.
+    pub archive_size: Option<String>,
+}
+
+/// Parses a vzdump log. Never fails: unknown lines are ignored.
+pub fn parse_vzdump_log(text: &str) -> VzdumpLog {
+    let mut log = VzdumpLog::default();
+    for line in text.lines() {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("ERROR:") {
+            log.errors.push(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("WARN:") {
+            log.warnings.push(rest.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("INFO:") {
+            let rest = rest.trim();
+            if let Some(p) = rest
+                .strip_prefix("creating vzdump archive '")
+                .or_else(|| rest.strip_prefix("creating archive '"))
+                .and_then(|p| p.strip_suffix('\''))
+            {
+                log.archive = Some(PathBuf::from(p));
+            } else if let Some(s) = rest.strip_prefix("archive file size: ") {
+                log.archive_size = Some(s.to_string());
+            }
+        }
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture;
+    use super::*;
+
+    #[test]
+    fn success_log() {
+        let l = parse_vzdump_log(fixture!("vzdump-success.txt"));
+        assert_eq!(
+            l.archive.as_deref(),
+            Some(std::path::Path::new(
+                "/var/lib/vz/dump/vzdump-lxc-101-2024_05_01-10_00_00.tar.zst"
+            ))
+        );
+        assert_eq!(l.archive_size.as_deref(), Some("402MB"));
+        assert!(l.errors.is_empty());
+    }
+
+    #[test]
+    fn locked_log_has_error_and_no_archive() {
+        let l = parse_vzdump_log(fixture!("vzdump-locked.txt"));
+        assert_eq!(l.archive, None);
+        assert_eq!(
+            l.errors,
+            ["Backup of VM 101 failed - CT is locked (snapshot)"]
+        );
+    }
+
+    #[test]
+    fn other_node_is_silent() {
+        assert_eq!(
+            parse_vzdump_log(fixture!("vzdump-other-node.txt")),
+            VzdumpLog::default()
+        );
+    }
+}
