@@ -244,3 +244,281 @@ impl Args {
         std::mem::take(&mut self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wrappers end to end against fake tools in a temporary `bin_dir`.
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::parse::fixture;
+    use super::pct::{CreateSpec, RootfsSpec};
+    use super::vzdump::VzdumpSpec;
+    use super::*;
+
+    /// Writes an executable `name` into `dir` running `body` under /bin/sh; it
+    /// appends its argv to `dir/calls`.
+    fn fake(dir: &Path, name: &str, body: &str) {
+        let p = dir.join(name);
+        let script = format!(
+            "#!/bin/sh\necho \"{name} $*\" >> '{}'\n{body}\n",
+            dir.join("calls").display()
+        );
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn data(dir: &Path, name: &str, text: &str) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    fn calls(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("calls")).unwrap_or_default()
+    }
+
+    fn pve(dir: &Path, major: u32) -> Pve {
+        Pve::new(
+            Runner::new(Some(dir.to_path_buf())),
+            PveVersion::new(major, 1),
+            "pve",
+        )
+    }
+
+    #[tokio::test]
+    async fn from_config_detects_version_via_bin_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let f = data(d.path(), "v", fixture!("pveversion-pve9-beta.txt"));
+        fake(d.path(), "pveversion", &format!("cat '{f}'"));
+        let cfg = PveConfig {
+            bin_dir: Some(d.path().to_path_buf()),
+            node: Some("pve".into()),
+            ..PveConfig::default()
+        };
+        let pve = Pve::from_config(&cfg).await.unwrap();
+        assert_eq!(pve.major(), 9);
+        assert_eq!(pve.version().version, "9.0.0~22");
+        assert_eq!(pve.node(), "pve");
+    }
+
+    #[tokio::test]
+    async fn list_and_status() {
+        let d = tempfile::tempdir().unwrap();
+        let list = data(d.path(), "l", fixture!("pct-list.txt"));
+        let st = data(
+            d.path(),
+            "s",
+            fixture!("pct-status-verbose-pve9-running.txt"),
+        );
+        fake(
+            d.path(),
+            "pct",
+            &format!("case $1 in list) cat '{list}';; status) cat '{st}';; esac"),
+        );
+        let pve = pve(d.path(), 9);
+        assert_eq!(pve.pct_list().await.unwrap().len(), 2);
+        let s = pve.pct_status(101, true).await.unwrap();
+        assert_eq!(s.pid, Some(12345));
+        assert!(calls(d.path()).contains("pct status 101 --verbose 1"));
+    }
+
+    #[tokio::test]
+    async fn create_with_nesting_warning_is_ok_and_argv_is_explicit() {
+        let d = tempfile::tempdir().unwrap();
+        fake(
+            d.path(),
+            "pct",
+            "echo 'WARN: Systemd 257 detected. You may need to enable nesting.'\necho 'Task finished with 1 warning(s)!' >&2\nexit 0",
+        );
+        let spec = CreateSpec::new(
+            120,
+            "local:vztmpl/debian-13-standard_13.1-2_amd64.tar.zst",
+            RootfsSpec {
+                storage: "local-lvm".into(),
+                size_gib: 4,
+            },
+        );
+        pve(d.path(), 9).pct_create(&spec).await.unwrap();
+        let c = calls(d.path());
+        assert!(c.contains("--unprivileged 1"), "{c}");
+        assert!(c.contains("--features nesting=1"), "{c}");
+    }
+
+    #[tokio::test]
+    async fn errors_are_typed() {
+        let d = tempfile::tempdir().unwrap();
+        fake(
+            d.path(),
+            "pct",
+            "case $1 in start) echo 'CT is locked (backup)' >&2; exit 2;;\n create) echo \"CT $2 already exists on node 'pve'\" >&2; exit 255;;\n config) echo \"Configuration file 'nodes/pve/lxc/$2.conf' does not exist\" >&2; exit 2;; esac",
+        );
+        let pve = pve(d.path(), 8);
+        match pve.pct_start(101).await {
+            Err(PveError::Locked { lock, vmid, .. }) => {
+                assert_eq!(lock, "backup");
+                assert_eq!(vmid, Some(101));
+            }
+            other => panic!("{other:?}"),
+        }
+        let spec = CreateSpec::new(
+            100,
+            "local:vztmpl/x.tar.zst",
+            RootfsSpec {
+                storage: "local".into(),
+                size_gib: 1,
+            },
+        );
+        assert!(matches!(
+            pve.pct_create(&spec).await,
+            Err(PveError::AlreadyExists { vmid: Some(100), node: Some(ref n), .. }) if n == "pve"
+        ));
+        assert!(matches!(
+            pve.pct_config(555, false).await,
+            Err(PveError::NotFound {
+                vmid: Some(555),
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn exec_passes_stdin_and_exit_code_and_keeps_env_off() {
+        let d = tempfile::tempdir().unwrap();
+        fake(
+            d.path(),
+            "pct",
+            "[ \"$3 $4 $5\" = '--keep-env 0 --' ] || { echo bad argv >&2; exit 99; }\nshift 5\nexec \"$@\"",
+        );
+        let pve = pve(d.path(), 8);
+        let out = pve
+            .pct_exec(101, &["cat"], Some(b"payload".to_vec()), None)
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"payload");
+        let out = pve
+            .pct_exec(101, &["sh", "-c", "echo oops >&2; exit 3"], None, None)
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(3));
+        let err = pve
+            .pct_exec(
+                101,
+                &[
+                    "sh",
+                    "-c",
+                    "echo \"container '101' not running!\" >&2; exit 255",
+                ],
+                None,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PveError::NotRunning {
+                vmid: Some(101),
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn vzdump_archive_or_silent_other_node() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = data(d.path(), "ok", fixture!("vzdump-success.txt"));
+        fake(
+            d.path(),
+            "vzdump",
+            &format!("[ \"$1\" = 101 ] && cat '{ok}'; exit 0"),
+        );
+        let pve = pve(d.path(), 9);
+        let b = pve.vzdump(&VzdumpSpec::new(101, "local")).await.unwrap();
+        assert!(b
+            .archive
+            .ends_with("vzdump-lxc-101-2024_05_01-10_00_00.tar.zst"));
+        let e = pve
+            .vzdump(&VzdumpSpec::new(102, "local"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PveError::NotFound {
+                    vmid: Some(102),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn pveam_download_exit_zero_failures() {
+        let d = tempfile::tempdir().unwrap();
+        let list = data(d.path(), "l", fixture!("pveam-list.txt"));
+        fake(
+            d.path(),
+            "pveam",
+            &format!(
+                "case \"$1 $3\" in\n 'download bad.tar.zst') echo 'checksum mismatch: got a != expect b' >&2;;\n 'download silent.tar.zst') ;;\n 'download debian-12-standard_12.12-1_amd64.tar.zst') ;;\n 'list '*) cat '{list}';;\n esac\nexit 0"
+            ),
+        );
+        let pve = pve(d.path(), 8);
+        assert!(matches!(
+            pve.pveam_download("local", "bad.tar.zst").await,
+            Err(PveError::Failed { .. })
+        ));
+        assert!(matches!(
+            pve.pveam_download("local", "silent.tar.zst").await,
+            Err(PveError::Failed { .. })
+        ));
+        // No success text, but the file is on the storage: fine.
+        assert_eq!(
+            pve.pveam_download("local", "debian-12-standard_12.12-1_amd64.tar.zst")
+                .await
+                .unwrap(),
+            "local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst"
+        );
+    }
+
+    #[tokio::test]
+    async fn pvesh_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let n = data(d.path(), "n", fixture!("pvesh-nextid-string.json"));
+        let r = data(d.path(), "r", fixture!("pvesh-resources-vm.json"));
+        let i = data(d.path(), "i", fixture!("pvesh-interfaces-stopped.json"));
+        fake(
+            d.path(),
+            "pvesh",
+            &format!("case $2 in /cluster/nextid) cat '{n}';; /cluster/resources) cat '{r}';; */interfaces) cat '{i}';; esac"),
+        );
+        let pve = pve(d.path(), 9);
+        assert_eq!(pve.next_vmid().await.unwrap(), 100);
+        assert_eq!(pve.cluster_cts().await.unwrap().len(), 3);
+        assert!(pve.ct_interfaces(101).await.unwrap().is_empty());
+        let c = calls(d.path());
+        assert!(
+            c.contains("pvesh get /cluster/resources --type vm --output-format json"),
+            "{c}"
+        );
+        assert!(
+            c.contains("pvesh get /nodes/pve/lxc/101/interfaces --output-format json"),
+            "{c}"
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_is_typed() {
+        let d = tempfile::tempdir().unwrap();
+        fake(d.path(), "pct", "sleep 30");
+        let pve = pve(d.path(), 8).with_timeouts(
+            std::time::Duration::from_millis(300),
+            std::time::Duration::from_millis(300),
+        );
+        assert!(matches!(
+            pve.pct_list().await,
+            Err(PveError::Timeout { .. })
+        ));
+    }
+}
