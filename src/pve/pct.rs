@@ -490,10 +490,21 @@ impl Pve {
             }
             None => self.run_raw(argv, Span::Long, stdin).await?,
         };
-        match super::error::classify(&out.argv, out.code, &out.stdout_text(), &out.stderr_text()) {
-            Ok(()) | Err(PveError::Failed { .. }) => Ok(out),
-            Err(e) => Err(e),
+        // Only pct's own refusals are errors. Anything else on stderr belongs to
+        // the command (e.g. `useradd: user 'x' already exists` must not become
+        // AlreadyExists), so it is handed back with the command's exit code.
+        let stderr = out.stderr_text();
+        let refused = !out.success()
+            && stderr.lines().any(|l| {
+                let l = l.trim();
+                (l.starts_with("Configuration file '") && l.ends_with("' does not exist"))
+                    || l == format!("container '{vmid}' not running!")
+                    || l == "missing command"
+            });
+        if refused {
+            super::error::classify(&out.argv, out.code, "", &stderr)?;
         }
+        Ok(out)
     }
 
     /// `pct push <vmid> <file> <destination>`: copies a host file into the CT

@@ -73,6 +73,15 @@ mod tests {
     }
 
     #[test]
+    fn uncompressed_default_and_stopped_ct() {
+        let l = parse_vzdump_log(
+            "INFO: status = stopped\nINFO: backup mode: stop\nINFO: creating vzdump archive '/var/lib/vz/dump/vzdump-lxc-102-2024_05_01-10_00_00.tar'\nWARN: something odd\n",
+        );
+        assert!(l.archive.unwrap().to_string_lossy().ends_with(".tar"));
+        assert_eq!(l.warnings, ["something odd"]);
+    }
+
+    #[test]
     fn other_node_is_silent() {
         assert_eq!(
             parse_vzdump_log(fixture!("vzdump-other-node.txt")),
