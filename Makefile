@@ -20,7 +20,7 @@ help:
 	@echo "make demo          set everything up and run the main job on the sandbox node"
 	@echo "make test          every test: lint, fast tier, sandbox tier (root)"
 	@echo "make test-fast     cargo test, no root needed"
-	@echo "make lint          fmt --check, clippy -D warnings, rustdoc -D warnings"
+	@echo "make lint          fmt --check, clippy -D warnings, rustdoc -D warnings, cargo deny"
 	@echo "make bench         print the performance figures (bench/results.md)"
 	@echo "make sandbox       build the sandbox PVE node and bring it up"
 	@echo "make sandbox-down  remove every sandbox container, the bridge and dnsmasq"
@@ -55,10 +55,11 @@ sandbox-down:
 demo: sandbox
 	@bash scripts/demo.sh
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+	$(CARGO) deny check licenses bans sources
 
 fmt:
 	$(CARGO) fmt --all

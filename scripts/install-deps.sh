@@ -43,6 +43,12 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The lint gate's licence/ban/source check. Built from crates.io (~3 min once).
+if ! cargo deny --version >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-deny"
+  cargo install --locked cargo-deny --version 0.20.2 </dev/null
+fi
+
 # Unprivileged containers map root to 100000..165535, as on Proxmox VE.
 for f in /etc/subuid /etc/subgid; do
   grep -q '^root:100000:65536$' "$f" 2>/dev/null || echo 'root:100000:65536' >> "$f"
