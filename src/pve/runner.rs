@@ -39,6 +39,9 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub struct Runner {
     bin_dir: Option<PathBuf>,
     default_timeout: Duration,
+    /// Extra environment for every child (on top of the inherited one and
+    /// `LC_ALL=C`), e.g. the sandbox node's root in tests.
+    env: Vec<(String, String)>,
 }
 
 impl Default for Runner {
@@ -219,7 +222,18 @@ impl Runner {
         Self {
             bin_dir,
             default_timeout: DEFAULT_TIMEOUT,
+            env: Vec::new(),
         }
+    }
+
+    /// Adds `key=value` to the environment of every command this runner starts.
+    /// `LC_ALL` cannot be overridden: the classifier relies on English texts.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        if key != "LC_ALL" {
+            self.env.push((key, value.into()));
+        }
+        self
     }
 
     /// Sets the timeout used by calls that do not give their own.
@@ -281,6 +295,7 @@ impl Runner {
 
         let mut cmd = tokio::process::Command::new(&path);
         cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("LC_ALL", "C")
             .process_group(0)
             .kill_on_drop(true)
@@ -427,6 +442,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.stdout_text(), "C\n");
+    }
+
+    #[tokio::test]
+    async fn extra_env_reaches_the_child_but_lc_all_stays_c() {
+        let out = Runner::default()
+            .with_env("PVE_SANDBOX_ROOT", "/tmp/sbx")
+            .with_env("LC_ALL", "de_DE.UTF-8")
+            .run(
+                &argv(&["sh", "-c", "echo $PVE_SANDBOX_ROOT $LC_ALL"]),
+                RunOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.stdout_text(), "/tmp/sbx C\n");
     }
 
     #[tokio::test]
