@@ -81,13 +81,13 @@ impl OptDef {
 
 /// A command's parameter definition.
 #[derive(Debug, Clone, Copy)]
-pub struct CmdDef {
+pub struct CmdDef<'a> {
     /// The short usage line, e.g. `pct start <vmid> [OPTIONS]`.
-    pub usage: &'static str,
+    pub usage: &'a str,
     /// Positional parameters in order.
-    pub args: &'static [(&'static str, OptType)],
+    pub args: &'a [(&'a str, OptType)],
     /// Options.
-    pub opts: &'static [OptDef],
+    pub opts: &'a [OptDef],
     /// Whether trailing arguments are collected (`pct exec ... -- cmd`).
     pub extra_args: bool,
 }
@@ -126,7 +126,7 @@ impl Args {
     }
 }
 
-impl CmdDef {
+impl CmdDef<'_> {
     fn lookup(&self, name: &str) -> Option<&OptDef> {
         self.opts.iter().find(|d| match d.indexed {
             None => d.name == name,
@@ -366,7 +366,7 @@ pub fn is_dns_name(v: &str) -> bool {
 mod tests {
     use super::*;
 
-    static DEF: CmdDef = CmdDef {
+    static DEF: CmdDef<'static> = CmdDef {
         usage: "pct test <vmid> [OPTIONS]",
         args: &[("vmid", OptType::VmId)],
         opts: &[

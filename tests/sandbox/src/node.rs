@@ -152,6 +152,45 @@ impl Node {
         }
         Ok(octets[..3].join("."))
     }
+    /// A short tag identifying a non-default sandbox root (`None` for the
+    /// default root). Used to keep host-global names (cgroup dirs, veth names)
+    /// apart when two sandboxes run side by side.
+    pub fn instance_tag(&self) -> Option<String> {
+        if self.root == Path::new(DEFAULT_ROOT) {
+            return None;
+        }
+        // FNV-1a over the root path: stable, no dependency needed.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in self.root.as_os_str().as_encoded_bytes() {
+            h ^= u32::from(*b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+        Some(format!("{:03x}", h & 0xfff))
+    }
+    /// The cgroup dir (below each hierarchy) of a CT's payload: `lxc/<vmid>`
+    /// (Proxmox's layout) or `sbx<tag>/lxc/<vmid>` for non-default roots.
+    pub fn cgroup_dir(&self, vmid: u32) -> String {
+        match self.instance_tag() {
+            None => format!("lxc/{vmid}"),
+            Some(t) => format!("sbx{t}/lxc/{vmid}"),
+        }
+    }
+    /// The monitor's cgroup dir.
+    pub fn cgroup_monitor_dir(&self, vmid: u32) -> String {
+        match self.instance_tag() {
+            None => format!("lxc.monitor/{vmid}"),
+            Some(t) => format!("sbx{t}/lxc.monitor/{vmid}"),
+        }
+    }
+    /// Host-side veth name of `net<n>`: `veth<vmid>i<n>` (Proxmox) or
+    /// `v<tag><vmid>i<n>` for non-default roots (kept within 15 chars).
+    pub fn veth_name(&self, vmid: u32, n: u32) -> String {
+        let name = match self.instance_tag() {
+            None => format!("veth{vmid}i{n}"),
+            Some(t) => format!("v{t}{vmid}i{n}"),
+        };
+        name.chars().take(15).collect()
+    }
     /// The pve-manager version string, e.g. `8.4.14`.
     pub fn manager_version(&self) -> &'static str {
         manager_version(self.pve_major).0

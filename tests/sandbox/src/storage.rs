@@ -448,6 +448,7 @@ pub fn list_guest_volumes(
 
 /// Usage of the file system backing `s`, in KiB: `(total, used, avail)`.
 /// Uses the nearest existing ancestor of the backing path.
+#[allow(clippy::unnecessary_cast)] // fsblkcnt_t/c_ulong differ per platform
 pub fn status_kib(node: &Node, s: &Storage) -> Option<(u64, u64, u64)> {
     let mut p = s.base_path(node)?;
     while !p.exists() {
@@ -479,7 +480,8 @@ pub fn du_bytes(p: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn snap_path(node: &Node, volid: &str, snap: &str) -> Result<PathBuf> {
+/// The directory holding snapshot `snap` of an lvmthin volume.
+pub fn snap_path(node: &Node, volid: &str, snap: &str) -> Result<PathBuf> {
     let (sid, volname) = parse_volid(volid)?;
     Ok(node
         .data_dir()
