@@ -247,7 +247,7 @@ pub struct CreateSpec {
     /// Extra entries added first: `(base dir, relative path)`, e.g.
     /// `(tmpdir, "./etc/vzdump/pct.conf")` as vzdump does.
     pub extra: Vec<(PathBuf, String)>,
-    /// The rootfs (archived as `./.`; mount points below it are included only
+    /// The rootfs (archived as `./`; mount points below it are included only
     /// if on the same file system).
     pub rootfs: PathBuf,
     /// `--exclude` patterns (anchored wildcards like `./tmp/?*`).
@@ -278,7 +278,8 @@ pub fn create(
     for (dir, rel) in &spec.extra {
         tar.arg("-C").arg(dir).arg(rel);
     }
-    tar.arg("-C").arg(&spec.rootfs).arg("./.");
+    // `./` (not `./.`) so members are named `./etc/...` as in PVE's archives.
+    tar.arg("-C").arg(&spec.rootfs).arg("./");
     let argv = cmdline(&tar);
     tar.env("LC_ALL", "C")
         .stdin(Stdio::null())
