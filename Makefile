@@ -75,8 +75,7 @@ test-sandbox: deps sandbox-bin template
 test: deps lint test-fast test-sandbox
 
 bench: deps sandbox-bin template
-	@mkdir -p bench
-	PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) bench --workspace 2>/dev/null | tee bench/last-run.txt
+	PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) bash scripts/bench.sh
 
 clean:
 	$(CARGO) clean

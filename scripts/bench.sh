@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make bench`: run every benchmark, print the figures and record them with
+# the machine's description in bench/results.md, so runs can be compared.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench
+out=bench/results.md
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+{
+  echo "# Benchmark results"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "- cpu: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo
+  echo "## Command runner overhead"
+  echo
+  cargo bench -q -p oneld --bench runner
+  echo
+  echo "## Sandbox node"
+  echo
+  cargo bench -q -p oneld --bench sandbox
+} | tee "$tmp"
+mv "$tmp" "$out"
+trap - EXIT
+echo
+echo "bench: written to $out"
