@@ -32,6 +32,7 @@ pub mod task;
 pub mod util;
 
 // --- engineer C's modules (pveam, pvesm, vzdump, pct restore) ---
+pub mod prune;
 pub mod pveam;
 pub mod pvesm;
 pub mod restore;

@@ -622,8 +622,17 @@ pub fn detect_ostype(rootfs: &Path) -> String {
 /// The systemd major version of the CT's init, if it is systemd
 /// (from the `libsystemd-shared-<N>.so` file name).
 pub fn systemd_version(rootfs: &Path) -> Option<u32> {
-    for dir in ["usr/lib/systemd", "lib/systemd"] {
-        if let Ok(rd) = fs::read_dir(rootfs.join(dir)) {
+    let mut dirs = vec![rootfs.join("usr/lib/systemd"), rootfs.join("lib/systemd")];
+    if let Ok(rd) = fs::read_dir(rootfs.join("usr/lib")) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.ends_with("-linux-gnu") {
+                dirs.push(e.path().join("systemd"));
+            }
+        }
+    }
+    for dir in dirs {
+        if let Ok(rd) = fs::read_dir(&dir) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if let Some(v) = n

@@ -1348,12 +1348,12 @@ fn cmd_push(node: &Node, a: &Args, _first: &str) -> Result<()> {
             .map_err(|_| PveError::die(format!("failed to open {file} for reading")))?;
         let root = ct_root(node, vmid)?;
         let owner = resolve_owner(&root, a, map)?;
-        // a new file belongs to the CT's root
-        let owner = match (owner, map) {
-            ((None, None), Some(m)) => (Some(m.host_uid), Some(m.host_gid)),
-            (o, _) => o,
-        };
         let target = root.join(dest.trim_start_matches('/'));
+        // A new file is created by the CT's root (shifted for unprivileged CTs).
+        let owner = match (map, target.exists()) {
+            (Some(m), false) => (owner.0.or(Some(m.host_uid)), owner.1.or(Some(m.host_gid))),
+            _ => owner,
+        };
         let mut f = create_file(&target, &dest, perms, owner)?;
         std::io::copy(&mut src, &mut f).map_err(|e| PveError::io("copy", &target, e))?;
         Ok(())

@@ -1,0 +1,151 @@
+//! Shared helpers for the golden-output tests: a throw-away sandbox root with
+//! hand-placed configs, a runner for the built binary, and transcript files
+//! compared against `tests/golden/<name>.txt` (`UPDATE_GOLDEN=1` rewrites them).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temp sandbox root. Node name `pve`, storages `local` (dir),
+/// `local-lvm` (lvmthin), `backup` (dir, backup only), `off` (disabled);
+/// other node `pve2` with qemu 105 and lxc 106.
+pub struct Sandbox {
+    _dir: tempfile::TempDir,
+    /// The state root.
+    pub root: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc/pve/lxc")).unwrap();
+        std::fs::write(root.join("etc/sandbox.conf"), "node: pve\n").unwrap();
+        let vz = root.join("var/lib/vz");
+        let cfg = format!(
+            "dir: local\n\tpath {}\n\tcontent iso,vztmpl,backup\n\nlvmthin: local-lvm\n\tthinpool data\n\tvgname pve\n\tcontent rootdir,images\n\ndir: backup\n\tpath {}/backup\n\tcontent backup\n\ndir: off\n\tpath {}/off\n\tcontent rootdir\n\tdisable\n",
+            vz.display(),
+            root.display(),
+            root.display()
+        );
+        std::fs::write(root.join("etc/pve/storage.cfg"), cfg).unwrap();
+        std::fs::write(
+            root.join("etc/pve/other-nodes"),
+            "pve2 qemu 105 win11\npve2 lxc 106 proxy\n",
+        )
+        .unwrap();
+        Sandbox { _dir: dir, root }
+    }
+
+    pub fn write_conf(&self, vmid: u32, text: &str) {
+        std::fs::write(self.root.join(format!("etc/pve/lxc/{vmid}.conf")), text).unwrap();
+    }
+
+    pub fn read_conf(&self, vmid: u32) -> String {
+        std::fs::read_to_string(self.root.join(format!("etc/pve/lxc/{vmid}.conf"))).unwrap()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pve-sandbox"));
+        c.args(args)
+            .env("PVE_SANDBOX_ROOT", &self.root)
+            .env("TZ", "UTC")
+            .env_remove("PVE_SANDBOX_PVE_MAJOR")
+            .env_remove("PVE_SANDBOX_FAULTS")
+            .env_remove("PVE_SANDBOX_NOW")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+}
+
+/// A transcript of commands with their exit codes and outputs.
+pub struct Transcript {
+    name: String,
+    text: String,
+    root: PathBuf,
+}
+
+impl Transcript {
+    pub fn new(name: &str, sb: &Sandbox) -> Transcript {
+        Transcript {
+            name: name.into(),
+            text: String::new(),
+            root: sb.root.clone(),
+        }
+    }
+
+    fn norm(&self, s: &[u8]) -> String {
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut t = String::from_utf8_lossy(s).replace(&self.root.display().to_string(), "<ROOT>");
+        if !kernel.trim().is_empty() {
+            t = t.replace(kernel.trim(), "<KERNEL>");
+        }
+        t
+    }
+
+    /// Run one command and record it.
+    pub fn step(&mut self, sb: &Sandbox, args: &[&str]) -> Output {
+        self.step_env(sb, args, &[])
+    }
+
+    /// Run one command with extra environment and record it.
+    pub fn step_env(&mut self, sb: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = sb.cmd(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let envs: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        self.text.push_str(&format!(
+            "$ {envs}{}\n--- exit {}\n--- stdout\n{}--- stderr\n{}\n",
+            args.join(" "),
+            out.status.code().unwrap_or(-1),
+            self.norm(&out.stdout),
+            self.norm(&out.stderr)
+        ));
+        out
+    }
+
+    /// Record a note (e.g. a file's content).
+    pub fn note(&mut self, title: &str, body: &str) {
+        let body = self.norm(body.as_bytes());
+        self.text.push_str(&format!("### {title}\n{body}\n"));
+    }
+
+    /// Compare with (or, with `UPDATE_GOLDEN=1`, rewrite) the golden file.
+    pub fn check(self) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(format!("{}.txt", self.name));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &self.text).unwrap();
+            return;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!(
+                "missing golden file {}; run with UPDATE_GOLDEN=1",
+                path.display()
+            )
+        });
+        if want != self.text {
+            let got = path.with_extension("got");
+            std::fs::write(&got, &self.text).unwrap();
+            panic!(
+                "golden mismatch for {}: see diff -u {} {}",
+                self.name,
+                path.display(),
+                got.display()
+            );
+        }
+    }
+}
+
+/// A CT config like one `pct create` leaves behind.
+pub const CT101: &str = "#web server\n#line%3A two\narch: amd64\ncores: 2\nfeatures: nesting=1\nhostname: web01\nmemory: 1024\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:12:34:56,ip=dhcp,type=veth\nonboot: 1\nostype: debian\nrootfs: local-lvm:vm-101-disk-0,size=8G\nswap: 512\ntags: prod;web\nunprivileged: 1\n";
+
+/// A CT on dir storage with pending changes, snapshots and a raw lxc key.
+pub const CT102: &str = "arch: amd64\nhostname: db01\nmemory: 512\nostype: debian\nparent: after\nrootfs: local:102/vm-102-disk-0.raw,size=4G\nswap: 512\nlxc.apparmor.profile: unconfined\n\n[pve:pending]\ndelete: swap\nmemory: 2048\n\n[after]\n#after upgrade\narch: amd64\nhostname: db01\nmemory: 512\nostype: debian\nparent: before\nrootfs: local:102/vm-102-disk-0.raw,size=4G\nsnaptime: 1714557700\nswap: 512\n\n[before]\n#before upgrade\n#second line\narch: amd64\nhostname: db01\nmemory: 512\nostype: debian\nrootfs: local:102/vm-102-disk-0.raw,size=4G\nsnaptime: 1714557600\nswap: 512\n";

@@ -1,0 +1,245 @@
+//! Root-only end-to-end test with real LXC: create → start → DHCP lease →
+//! exec (exit code, stdin) → push/pull → snapshot/rollback → stop → destroy.
+//!
+//! Runs only with `PVE_SANDBOX_E2E=1` (set by `make test`); then it FAILS
+//! (does not skip) when not root or when the template is missing. It uses a
+//! private root in a temp dir, its own bridge (`sbxe2e0`) and subnet
+//! (`10.213.77.0/24`), so it can run next to a live sandbox.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TEMPLATE: &str = "debian-12-standard_12.12-1_amd64.tar.zst";
+
+struct Node {
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn pve(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pve-sandbox"));
+        c.args(args)
+            .env("PVE_SANDBOX_ROOT", &self.root)
+            .env_remove("PVE_SANDBOX_PVE_MAJOR")
+            .env_remove("PVE_SANDBOX_FAULTS");
+        c
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.pve(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.pve(&["down"]);
+    }
+}
+
+fn wait_for(what: &str, max: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < max {
+        if f() {
+            return t.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {max:?} waiting for {what}");
+}
+
+#[test]
+fn lxc_lifecycle() {
+    if std::env::var("PVE_SANDBOX_E2E").as_deref() != Ok("1") {
+        eprintln!("lxc_lifecycle: set PVE_SANDBOX_E2E=1 (as root) to run");
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "PVE_SANDBOX_E2E=1 needs root"
+    );
+    let mirror = std::env::var("PVE_SANDBOX_MIRROR")
+        .unwrap_or_else(|_| "/var/cache/pve-sandbox/mirror".into());
+    let template = Path::new(&mirror).join("system").join(TEMPLATE);
+    assert!(
+        template.is_file(),
+        "template {} missing: run tests/sandbox/template/build-template.sh (make builds it first)",
+        template.display()
+    );
+
+    let dir = tempfile::Builder::new()
+        .prefix("sbx-e2e")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/sandbox.conf"),
+        "node: pve\nbridge: sbxe2e0\nsubnet: 10.213.77.0/24\n",
+    )
+    .unwrap();
+    // parents of an unprivileged rootfs need o+x
+    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+    let n = Node { root, _dir: dir };
+    n.ok(&["up"]);
+
+    let t = Instant::now();
+    let out = n.ok(&[
+        "pct",
+        "create",
+        "9101",
+        template.to_str().unwrap(),
+        "--hostname",
+        "e2e",
+        "--net0",
+        "name=eth0,bridge=sbxe2e0,ip=dhcp",
+        "--unprivileged",
+        "1",
+        "--features",
+        "nesting=1",
+        "--rootfs",
+        "local-lvm:2",
+    ]);
+    eprintln!("TIME create: {:?}", t.elapsed());
+    assert!(out.contains("extracting archive"), "{out}");
+    assert!(out.contains("Total bytes read: "), "{out}");
+    assert!(
+        out.contains("Detected container architecture: amd64"),
+        "{out}"
+    );
+
+    let t = Instant::now();
+    n.ok(&["pct", "start", "9101"]);
+    assert_eq!(n.ok(&["pct", "status", "9101"]), "status: running\n");
+    let conf = std::fs::read_to_string(n.root.join("etc/pve/lxc/9101.conf")).unwrap();
+    let mac = conf
+        .lines()
+        .find_map(|l| l.strip_prefix("net0: "))
+        .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("hwaddr=")))
+        .unwrap()
+        .to_lowercase();
+    let leases = n.root.join("run/dnsmasq.leases");
+    let d = wait_for("DHCP lease", Duration::from_secs(20), || {
+        std::fs::read_to_string(&leases)
+            .map(|l| l.contains(&mac))
+            .unwrap_or(false)
+    });
+    eprintln!("TIME start->lease: {:?}", t.elapsed().max(d));
+    let ifs = n.ok(&[
+        "pvesh",
+        "get",
+        "/nodes/pve/lxc/9101/interfaces",
+        "--output-format",
+        "json",
+    ]);
+    assert!(ifs.contains("10.213.77."), "{ifs}");
+
+    // exec: exit code and stdin pass through
+    let o = n.pve(&["pct", "exec", "9101", "--", "sh", "-c", "exit 42"]);
+    assert_eq!(o.status.code(), Some(42));
+    let mut child = n
+        .cmd(&["pct", "exec", "9101", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"via stdin\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "via stdin\n");
+
+    // push/pull with owner and mode
+    let src = n.root.join("push-src");
+    std::fs::write(&src, "pushed\n").unwrap();
+    n.ok(&[
+        "pct",
+        "push",
+        "9101",
+        src.to_str().unwrap(),
+        "/root/p.txt",
+        "--perms",
+        "640",
+        "--user",
+        "nobody",
+    ]);
+    let ls = n.ok(&[
+        "pct",
+        "exec",
+        "9101",
+        "--",
+        "stat",
+        "-c",
+        "%U:%G %a",
+        "/root/p.txt",
+    ]);
+    assert_eq!(ls, "nobody:root 640\n");
+    let o = n.pve(&[
+        "pct",
+        "push",
+        "9101",
+        src.to_str().unwrap(),
+        "/no/such/dir/x",
+    ]);
+    assert_eq!(o.status.code(), Some(255));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "failed to create file: /no/such/dir/x: No such file or directory\n"
+    );
+    let dst = n.root.join("pulled");
+    n.ok(&[
+        "pct",
+        "pull",
+        "9101",
+        "/etc/hostname",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&dst).unwrap(), "e2e\n");
+
+    // snapshot / rollback
+    n.ok(&[
+        "pct",
+        "snapshot",
+        "9101",
+        "s1",
+        "--description",
+        "before rm",
+    ]);
+    n.ok(&["pct", "exec", "9101", "--", "rm", "/root/p.txt"]);
+    let tree = n.ok(&["pct", "listsnapshot", "9101"]);
+    assert!(tree.starts_with("`-> s1 "), "{tree}");
+    n.ok(&["pct", "rollback", "9101", "s1", "--start"]);
+    assert_eq!(
+        n.ok(&["pct", "exec", "9101", "--", "cat", "/root/p.txt"]),
+        "pushed\n"
+    );
+    n.ok(&["pct", "delsnapshot", "9101", "s1"]);
+
+    // stop / destroy
+    n.ok(&["pct", "stop", "9101"]);
+    assert_eq!(n.ok(&["pct", "status", "9101"]), "status: stopped\n");
+    let o = n.pve(&["pct", "exec", "9101", "--", "true"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "container '9101' not running!\n"
+    );
+    n.ok(&["pct", "destroy", "9101"]);
+    assert_eq!(n.ok(&["pct", "list"]), "");
+    assert!(!n.root.join("data/local-lvm/vm-9101-disk-0").exists());
+}
