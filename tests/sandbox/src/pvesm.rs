@@ -200,6 +200,8 @@ fn list_backups(s: &Storage, vmid: Option<u32>) -> Vec<BackupFile> {
             path,
         });
     }
+    // the API's order: by volid, case-insensitive
+    out.sort_by_key(|b| b.volid.to_lowercase());
     out
 }
 
