@@ -315,7 +315,10 @@ fn backup_and_restore_round_trip() {
         "--dumpdir",
         dumpdir.to_str().unwrap(),
     ]);
-    eprintln!("{out}TIME vzdump (suspend, uncompressed): {:?}", t.elapsed());
+    eprintln!(
+        "{out}TIME vzdump (suspend, uncompressed): {:?}",
+        t.elapsed()
+    );
     for want in [
         "INFO: backup mode: suspend",
         "INFO: starting first sync /proc/",
