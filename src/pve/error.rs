@@ -103,7 +103,7 @@ pub enum PveError {
         duration: Duration,
     },
     /// The command failed in a way not classified above.
-    #[error("`{}` failed (exit {}): {stderr}", shown(argv), code.map_or_else(|| "by signal".to_string(), |c| c.to_string()))]
+    #[error("`{}` failed (exit {}): {stderr}{}", shown(argv), code.map_or_else(|| "by signal".to_string(), |c| c.to_string()), context(output_tail))]
     Failed {
         /// The command.
         argv: Vec<String>,
@@ -111,6 +111,9 @@ pub enum PveError {
         code: Option<i32>,
         /// Trimmed error text (stderr, or the `ERROR:` lines of the task log).
         stderr: String,
+        /// The last lines of the task output on stdout when stderr only holds
+        /// the summary (`startup for container '101' failed`): where the cause is.
+        output_tail: String,
     },
     /// The command could not be started.
     #[error(transparent)]
@@ -205,6 +208,26 @@ fn is_noise(line: &str) -> bool {
         || (l.contains("lxc.cgroup.") && l.contains("is deprecated"))
 }
 
+fn context(tail: &str) -> String {
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(" (task output: {})", tail.replace('\n', " | "))
+    }
+}
+
+/// The last `n` meaningful lines of a worker's stdout, oldest first.
+fn stdout_tail(stdout: &str, n: usize) -> String {
+    let tail: Vec<&str> = stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !is_noise(l))
+        .rev()
+        .take(n)
+        .collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// Commands that can exit 0 although they failed (`pveam update/download`).
 fn exits_zero_on_failure(argv: &[String]) -> bool {
     let prog = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
@@ -235,6 +258,7 @@ pub fn classify(
                 argv: argv.to_vec(),
                 code: exit,
                 stderr: err_lines.join("\n").trim().to_string(),
+                output_tail: String::new(),
             }));
     }
     // Task-log errors (vzdump prints them on stdout, stderr only says `job errors`).
@@ -257,15 +281,19 @@ pub fn classify(
         }
         text.push_str(&log_errors.join("; "));
     }
+    let mut output_tail = String::new();
     if text.is_empty() {
         // Nothing on stderr: the last lines of stdout are the best clue.
-        let tail: Vec<&str> = stdout.lines().rev().take(5).collect();
-        text = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        text = stdout_tail(stdout, 5);
+    } else if log_errors.is_empty() {
+        // A worker's stderr holds only the summary; the cause is in its output.
+        output_tail = stdout_tail(stdout, 3);
     }
     Err(PveError::Failed {
         argv: argv.to_vec(),
         code: exit,
         stderr: text,
+        output_tail,
     })
 }
 
@@ -650,7 +678,13 @@ mod tests {
     #[test]
     fn unknown_text_is_failed_with_trimmed_stderr() {
         match err("pct start 101", "  startup for container '101' failed  \n") {
-            PveError::Failed { code, stderr, argv } => {
+            PveError::Failed {
+                code,
+                stderr,
+                argv,
+                output_tail,
+            } => {
+                assert_eq!(output_tail, "");
                 assert_eq!(code, Some(255));
                 assert_eq!(stderr, "startup for container '101' failed");
                 assert_eq!(argv, a("pct start 101"));
@@ -662,6 +696,18 @@ mod tests {
             err("pct start 101", "bridge 'vmbr9' does not exist\n"),
             PveError::Failed { .. }
         ));
+        // The worker's summary on stderr; the cause in its output.
+        let e = classify(
+            &a("pct start 101"),
+            Some(255),
+            "bridge 'vmbr9' does not exist\nlxc-start: 101: failed to start\n",
+            "startup for container '101' failed\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("startup for container '101' failed (task output: bridge 'vmbr9' does not exist | lxc-start: 101: failed to start)"),
+            "{e}"
+        );
         // Killed by a signal, nothing printed.
         let e = classify(&a("pct list"), None, "partial\n", "").unwrap_err();
         assert!(

@@ -65,6 +65,7 @@ impl Pve {
                 stderr: format!(
                     "download reported no error but '{volid}' is not on storage '{storage}'"
                 ),
+                output_tail: String::new(),
             })
         }
     }
