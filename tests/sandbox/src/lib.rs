@@ -1,8 +1,8 @@
 //! `pve-sandbox`: a Proxmox VE node in a box (test tooling only).
 //!
 //! One multi-call binary. Invoked as `pct`, `pveam`, `vzdump`, `pvesm`,
-//! `pvesh` or `pveversion` (symlinks made by `pve-sandbox install-links
-//! <dir>`) it behaves like that PVE 8 tool (PVE 9 with
+//! `pvesh` or `pveversion` (symlinks made by
+//! `pve-sandbox install-links <dir>`) it behaves like that PVE 8 tool (PVE 9 with
 //! `PVE_SANDBOX_PVE_MAJOR=9`); `pve-sandbox <tool> ...` does the same.
 //! Admin verbs: `pve-sandbox up|down|status|install-links <dir>`.
 //!
@@ -74,7 +74,7 @@ fn basename(p: &str) -> &str {
 
 const USAGE: &str = "USAGE: pve-sandbox <pct|pveam|vzdump|pvesm|pvesh|pveversion> [ARGS...]\n       pve-sandbox up|down|status\n       pve-sandbox install-links <dir>";
 
-/// Dispatch `argv` (argv[0] included) to a tool or admin verb.
+/// Dispatch `argv` (`argv[0]` included) to a tool or admin verb.
 pub fn run(argv: &[String]) -> Result<()> {
     let prog = argv.first().map(|a| basename(a)).unwrap_or("pve-sandbox");
     let (tool, args): (&str, &[String]) = if TOOLS.contains(&prog) {
