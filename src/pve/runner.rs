@@ -215,6 +215,25 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Spawns `cmd`, retrying briefly on `ETXTBSY`: a binary that was just
+/// written (an upgrade, a test's fake tool) stays "busy" while any other
+/// thread's fork still holds the writer's descriptor.
+async fn spawn_retrying_busy(
+    cmd: &mut tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..5 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
+}
+
 impl Runner {
     /// A runner resolving program names in `bin_dir` (if given) or else `PATH`,
     /// with [`DEFAULT_TIMEOUT`].
@@ -308,7 +327,7 @@ impl Runner {
             .stderr(Stdio::piped());
 
         let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|source| {
+        let mut child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 RunError::ProgramNotFound {
                     program: program.clone(),
