@@ -23,14 +23,12 @@ if ! pct status "$vmid" | grep -q running; then
   echo "==> pct start $vmid"
   pct start "$vmid"
 fi
-node=$(pveversion >/dev/null && hostname -s)
 echo "==> waiting for a DHCP lease"
 ip=""
-for _ in $(seq 1 60); do
-  ip=$(pvesh get "/nodes/$node/lxc/$vmid/interfaces" --output-format json 2>/dev/null |
-    tr '{' '\n' | grep '"name":"eth0"' | sed -n 's/.*"inet":"\([0-9.]*\)\/.*/\1/p' | head -n1)
+for _ in $(seq 1 120); do
+  ip=$(pct exec "$vmid" -- ip -4 -o addr show dev eth0 2>/dev/null | awk '{split($4, a, "/"); print a[1]}' | head -n1)
   [ -n "$ip" ] && break
-  sleep 1
+  sleep 0.5
 done
 [ -n "$ip" ] || { echo "demo: container $vmid got no DHCP lease" >&2; exit 1; }
 echo "==> $NAME (CT $vmid) is running at $ip"
