@@ -222,6 +222,8 @@ async fn lifecycle(major: u8, bridge: &str, subnet_prefix: &str) {
     });
     let backup = pve.vzdump(&dump).await.expect("vzdump");
     assert!(backup.archive.exists(), "{}", backup.archive.display());
+    assert_eq!(backup.log.mode.as_deref(), Some("snapshot"));
+    assert!(!backup.log.mode_fallback);
     let name = backup
         .archive
         .file_name()
@@ -273,6 +275,49 @@ async fn lifecycle(major: u8, bridge: &str, subnet_prefix: &str) {
         exec_ok(&pve, vmid, &["stat", "-c", "%a %U %G", "/root/payload"]).await,
         "640 root daemon\n"
     );
+
+    // On dir storage snapshot mode falls back to suspend, as Proxmox logs it.
+    let cfg_path = node.path("etc/pve/storage.cfg");
+    let storage_cfg = std::fs::read_to_string(&cfg_path).expect("storage.cfg");
+    assert!(
+        storage_cfg.contains("content backup,iso,vztmpl"),
+        "{storage_cfg}"
+    );
+    std::fs::write(
+        &cfg_path,
+        storage_cfg.replace(
+            "content backup,iso,vztmpl",
+            "content backup,iso,rootdir,vztmpl",
+        ),
+    )
+    .expect("write storage.cfg");
+    let mut on_dir = spec(vmid + 2, bridge);
+    on_dir.rootfs.storage = "local".into();
+    pve.pct_create(&on_dir)
+        .await
+        .expect("create on dir storage");
+    pve.pct_start(vmid + 2).await.expect("start on dir storage");
+    let mut dump_dir = VzdumpSpec::new(vmid + 2, "local");
+    dump_dir.mode = Some(BackupMode::Snapshot);
+    let fallback = pve.vzdump(&dump_dir).await.expect("vzdump on dir storage");
+    assert_eq!(fallback.log.mode.as_deref(), Some("suspend"));
+    assert!(fallback.log.mode_fallback);
+    assert!(fallback.archive.exists());
+    let status = pve.pct_status(vmid + 2, false).await.expect("status");
+    assert_eq!(
+        status.status,
+        Some(oneld::pve::types::CtState::Running),
+        "resumed after the suspend-mode backup"
+    );
+    pve.pct_destroy(
+        vmid + 2,
+        DestroyOptions {
+            force: true,
+            ..DestroyOptions::default()
+        },
+    )
+    .await
+    .expect("destroy dir-storage CT");
 
     // A missing bridge is accepted at create and fails at start.
     let mut lost = spec(vmid + 1, "vmbr9");

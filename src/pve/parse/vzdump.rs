@@ -17,6 +17,11 @@ pub struct VzdumpLog {
     pub warnings: Vec<String>,
     /// `archive file size: 402MB`, verbatim.
     pub archive_size: Option<String>,
+    /// The mode the backup really ran in (`backup mode: suspend`): snapshot
+    /// mode falls back to suspend on storages that cannot snapshot.
+    pub mode: Option<String>,
+    /// vzdump fell back from snapshot mode (`mode failure - ...`).
+    pub mode_fallback: bool,
 }
 
 /// Parses a vzdump log. Never fails: unknown lines are ignored.
@@ -38,6 +43,10 @@ pub fn parse_vzdump_log(text: &str) -> VzdumpLog {
                 log.archive = Some(PathBuf::from(p));
             } else if let Some(s) = rest.strip_prefix("archive file size: ") {
                 log.archive_size = Some(s.to_string());
+            } else if let Some(m) = rest.strip_prefix("backup mode: ") {
+                log.mode = Some(m.trim().to_string());
+            } else if rest.starts_with("mode failure - ") {
+                log.mode_fallback = true;
             }
         }
     }
@@ -60,6 +69,16 @@ mod tests {
         );
         assert_eq!(l.archive_size.as_deref(), Some("402MB"));
         assert!(l.errors.is_empty());
+        assert_eq!(l.mode.as_deref(), Some("snapshot"));
+        assert!(!l.mode_fallback);
+    }
+
+    #[test]
+    fn snapshot_falls_back_to_suspend_on_dir_storage() {
+        let l = parse_vzdump_log(fixture!("vzdump-snapshot-fallback.txt"));
+        assert_eq!(l.mode.as_deref(), Some("suspend"));
+        assert!(l.mode_fallback);
+        assert!(l.archive.is_some());
     }
 
     #[test]
@@ -77,6 +96,7 @@ mod tests {
         let l = parse_vzdump_log(
             "INFO: status = stopped\nINFO: backup mode: stop\nINFO: creating vzdump archive '/var/lib/vz/dump/vzdump-lxc-102-2024_05_01-10_00_00.tar'\nWARN: something odd\n",
         );
+        assert_eq!(l.mode.as_deref(), Some("stop"));
         assert!(l.archive.unwrap().to_string_lossy().ends_with(".tar"));
         assert_eq!(l.warnings, ["something odd"]);
     }
