@@ -532,48 +532,46 @@ const fn req(name: &'static str, ty: PropType) -> PropKey {
     }
 }
 
+/// The `netN` schema: the PVE 8 keys, plus (in key order) any extra ones.
+macro_rules! net_schema {
+    ($($extra:expr),*) => {
+        PropSchema {
+            default_key: None,
+            keys: &[
+                req("name", PropType::Str),
+                k("bridge", PropType::Str),
+                k("firewall", PropType::Bool),
+                k("gw", PropType::Gw4),
+                k("gw6", PropType::Gw6),
+                $($extra,)*
+                k("hwaddr", PropType::Mac),
+                k("ip", PropType::Ip4),
+                k("ip6", PropType::Ip6),
+                k("link_down", PropType::Bool),
+                k("mtu", PropType::Int(64, 65535)),
+                k("rate", PropType::Number),
+                k("tag", PropType::Int(1, 4094)),
+                k("trunks", PropType::Str),
+                k("type", PropType::Enum(&["veth"])),
+            ],
+        }
+    };
+}
+
 /// `netN` (PVE 8 keys).
-pub static NET_SCHEMA: PropSchema = PropSchema {
-    default_key: None,
-    keys: &[
-        req("name", PropType::Str),
-        k("bridge", PropType::Str),
-        k("firewall", PropType::Bool),
-        k("gw", PropType::Gw4),
-        k("gw6", PropType::Gw6),
-        k("hwaddr", PropType::Mac),
-        k("ip", PropType::Ip4),
-        k("ip6", PropType::Ip6),
-        k("link_down", PropType::Bool),
-        k("mtu", PropType::Int(64, 65535)),
-        k("rate", PropType::Number),
-        k("tag", PropType::Int(1, 4094)),
-        k("trunks", PropType::Str),
-        k("type", PropType::Enum(&["veth"])),
-    ],
-};
+pub static NET_SCHEMA: PropSchema = net_schema!();
 
 /// `netN` on PVE 9 (adds `host-managed`).
-pub static NET_SCHEMA_9: PropSchema = PropSchema {
-    default_key: None,
-    keys: &[
-        req("name", PropType::Str),
-        k("bridge", PropType::Str),
-        k("firewall", PropType::Bool),
-        k("gw", PropType::Gw4),
-        k("gw6", PropType::Gw6),
-        k("host-managed", PropType::Bool),
-        k("hwaddr", PropType::Mac),
-        k("ip", PropType::Ip4),
-        k("ip6", PropType::Ip6),
-        k("link_down", PropType::Bool),
-        k("mtu", PropType::Int(64, 65535)),
-        k("rate", PropType::Number),
-        k("tag", PropType::Int(1, 4094)),
-        k("trunks", PropType::Str),
-        k("type", PropType::Enum(&["veth"])),
-    ],
-};
+pub static NET_SCHEMA_9: PropSchema = net_schema!(k("host-managed", PropType::Bool));
+
+/// The `netN` schema of the node's PVE major version.
+pub fn net_schema(node: &Node) -> &'static PropSchema {
+    if node.pve_major() >= 9 {
+        &NET_SCHEMA_9
+    } else {
+        &NET_SCHEMA
+    }
+}
 
 /// `rootfs`.
 pub static ROOTFS_SCHEMA: PropSchema = PropSchema {

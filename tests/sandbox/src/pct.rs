@@ -46,11 +46,7 @@ const ARCHS: &[&str] = &["amd64", "arm64", "armhf", "i386", "riscv32", "riscv64"
 
 /// Options shared by `create`, `set` and `restore` (the CT config schema).
 pub fn config_options(node: &Node) -> Vec<OptDef> {
-    let net = if node.pve_major() >= 9 {
-        &conf::NET_SCHEMA_9
-    } else {
-        &conf::NET_SCHEMA
-    };
+    let net = conf::net_schema(node);
     let mut v = vec![
         OptDef::new("arch", OptType::Enum(ARCHS)),
         OptDef::new("cmode", OptType::Enum(&["console", "shell", "tty"])),
@@ -109,7 +105,7 @@ const NON_CONFIG: &[&str] = &[
     "debug",
 ];
 
-fn def<'a>(usage: &'a str, args: &'a [(&'a str, OptType)], opts: &'a [OptDef]) -> CmdDef<'a> {
+const fn def<'a>(usage: &'a str, args: &'a [(&'a str, OptType)], opts: &'a [OptDef]) -> CmdDef<'a> {
     CmdDef {
         usage,
         args,
@@ -119,6 +115,159 @@ fn def<'a>(usage: &'a str, args: &'a [(&'a str, OptType)], opts: &'a [OptDef]) -
 }
 
 const VMID: (&str, OptType) = ("vmid", OptType::VmId);
+const SNAPNAME: (&str, OptType) = ("snapname", OptType::SnapName);
+
+/// A subcommand's handler, called with the parsed arguments.
+type Handler = fn(&Node, &Args) -> Result<()>;
+
+/// The subcommands whose parameters are fixed and whose errors carry no
+/// usage line beyond the parser's: name, definition, handler.
+const SIMPLE: &[(&str, CmdDef<'static>, Handler)] = &[
+    (
+        "status",
+        def(
+            "pct status <vmid> [OPTIONS]",
+            &[VMID],
+            &[OptDef::new("verbose", OptType::Bool)],
+        ),
+        cmd_status,
+    ),
+    (
+        "pending",
+        def("pct pending <vmid>", &[VMID], &[]),
+        cmd_pending,
+    ),
+    (
+        "start",
+        def(
+            "pct start <vmid> [OPTIONS]",
+            &[VMID],
+            &[
+                OptDef::new("debug", OptType::Bool),
+                OptDef::new("skiplock", OptType::Bool),
+            ],
+        ),
+        cmd_start,
+    ),
+    (
+        "stop",
+        def(
+            "pct stop <vmid> [OPTIONS]",
+            &[VMID],
+            &[
+                OptDef::new("overrule-shutdown", OptType::Bool),
+                OptDef::new("skiplock", OptType::Bool),
+            ],
+        ),
+        cmd_stop,
+    ),
+    (
+        "shutdown",
+        def(
+            "pct shutdown <vmid> [OPTIONS]",
+            &[VMID],
+            &[
+                OptDef::new("forceStop", OptType::Bool),
+                OptDef::new("timeout", OptType::Int(0, i64::MAX)),
+            ],
+        ),
+        cmd_shutdown,
+    ),
+    (
+        "reboot",
+        def(
+            "pct reboot <vmid> [OPTIONS]",
+            &[VMID],
+            &[OptDef::new("timeout", OptType::Int(0, i64::MAX))],
+        ),
+        cmd_reboot,
+    ),
+    (
+        "destroy",
+        def(
+            "pct destroy <vmid> [OPTIONS]",
+            &[VMID],
+            &[
+                OptDef::new("destroy-unreferenced-disks", OptType::Bool),
+                OptDef::new("force", OptType::Bool),
+                OptDef::new("purge", OptType::Bool),
+            ],
+        ),
+        cmd_destroy,
+    ),
+    (
+        "exec",
+        CmdDef {
+            usage: "pct exec <vmid> [<extra-args>] [OPTIONS]",
+            args: &[VMID],
+            opts: &[OptDef::new("keep-env", OptType::Bool)],
+            extra_args: true,
+        },
+        cmd_exec,
+    ),
+    (
+        "push",
+        def(
+            "pct push <vmid> <file> <destination> [OPTIONS]",
+            &[VMID, ("file", OptType::Str), ("destination", OptType::Str)],
+            TRANSFER_OPTS,
+        ),
+        cmd_push,
+    ),
+    (
+        "pull",
+        def(
+            "pct pull <vmid> <path> <destination> [OPTIONS]",
+            &[VMID, ("path", OptType::Str), ("destination", OptType::Str)],
+            TRANSFER_OPTS,
+        ),
+        cmd_pull,
+    ),
+    (
+        "snapshot",
+        def(
+            "pct snapshot <vmid> <snapname> [OPTIONS]",
+            &[VMID, SNAPNAME],
+            &[OptDef::new("description", OptType::Str)],
+        ),
+        cmd_snapshot,
+    ),
+    (
+        "listsnapshot",
+        def("pct listsnapshot <vmid>", &[VMID], &[]),
+        cmd_listsnapshot,
+    ),
+    (
+        "rollback",
+        def(
+            "pct rollback <vmid> <snapname> [OPTIONS]",
+            &[VMID, SNAPNAME],
+            &[OptDef::new("start", OptType::Bool)],
+        ),
+        cmd_rollback,
+    ),
+    (
+        "delsnapshot",
+        def(
+            "pct delsnapshot <vmid> <snapname> [OPTIONS]",
+            &[VMID, SNAPNAME],
+            &[OptDef::new("force", OptType::Bool)],
+        ),
+        cmd_delsnapshot,
+    ),
+    (
+        "unlock",
+        def("pct unlock <vmid>", &[VMID], &[]),
+        |node, a| lock::remove_lock(node, a.vmid(), None),
+    ),
+];
+
+/// The options of `pct push` and `pct pull`.
+const TRANSFER_OPTS: &[OptDef] = &[
+    OptDef::new("group", OptType::Str),
+    OptDef::new("perms", OptType::Str),
+    OptDef::new("user", OptType::Str),
+];
 
 /// `pct <subcommand> ...`.
 pub fn main(node: &Node, args: &[String]) -> Result<()> {
@@ -129,23 +278,19 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
         });
     };
     let rest = &args[1..];
+    if let Some((_, d, run)) = SIMPLE.iter().find(|(name, ..)| name == sub) {
+        let a = d.parse(rest)?;
+        return run(node, &a);
+    }
     match sub.as_str() {
         "list" => {
             def("pct list", &[], &[]).parse(rest)?;
             cmd_list(node)
         }
-        "status" => {
-            let a = def(
-                "pct status <vmid> [OPTIONS]",
-                &[VMID],
-                &[OptDef::new("verbose", OptType::Bool)],
-            )
-            .parse(rest)?;
-            cmd_status(node, &a)
-        }
         "config" => {
+            let usage = "pct config <vmid> [OPTIONS]";
             let a = def(
-                "pct config <vmid> [OPTIONS]",
+                usage,
                 &[VMID],
                 &[
                     OptDef::new("current", OptType::Bool),
@@ -153,11 +298,7 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
                 ],
             )
             .parse(rest)?;
-            cmd_config(node, &a).map_err(|e| e.with_usage("pct config <vmid> [OPTIONS]"))
-        }
-        "pending" => {
-            let a = def("pct pending <vmid>", &[VMID], &[]).parse(rest)?;
-            cmd_pending(node, &a)
+            cmd_config(node, &a).map_err(|e| e.with_usage(usage))
         }
         "create" => {
             let mut opts = config_options(node);
@@ -182,64 +323,6 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
             let a = def(usage, &[VMID, ("ostemplate", OptType::Str)], &opts).parse(rest)?;
             cmd_create(node, &a).map_err(|e| e.with_usage(usage))
         }
-        "start" => {
-            let a = def(
-                "pct start <vmid> [OPTIONS]",
-                &[VMID],
-                &[
-                    OptDef::new("debug", OptType::Bool),
-                    OptDef::new("skiplock", OptType::Bool),
-                ],
-            )
-            .parse(rest)?;
-            cmd_start(node, &a)
-        }
-        "stop" => {
-            let a = def(
-                "pct stop <vmid> [OPTIONS]",
-                &[VMID],
-                &[
-                    OptDef::new("overrule-shutdown", OptType::Bool),
-                    OptDef::new("skiplock", OptType::Bool),
-                ],
-            )
-            .parse(rest)?;
-            cmd_stop(node, &a)
-        }
-        "shutdown" => {
-            let a = def(
-                "pct shutdown <vmid> [OPTIONS]",
-                &[VMID],
-                &[
-                    OptDef::new("forceStop", OptType::Bool),
-                    OptDef::new("timeout", OptType::Int(0, i64::MAX)),
-                ],
-            )
-            .parse(rest)?;
-            cmd_shutdown(node, &a)
-        }
-        "reboot" => {
-            let a = def(
-                "pct reboot <vmid> [OPTIONS]",
-                &[VMID],
-                &[OptDef::new("timeout", OptType::Int(0, i64::MAX))],
-            )
-            .parse(rest)?;
-            cmd_reboot(node, &a)
-        }
-        "destroy" => {
-            let a = def(
-                "pct destroy <vmid> [OPTIONS]",
-                &[VMID],
-                &[
-                    OptDef::new("destroy-unreferenced-disks", OptType::Bool),
-                    OptDef::new("force", OptType::Bool),
-                    OptDef::new("purge", OptType::Bool),
-                ],
-            )
-            .parse(rest)?;
-            cmd_destroy(node, &a)
-        }
         "set" => {
             let mut opts = config_options(node);
             opts.push(OptDef::new("delete", OptType::ConfigIdList));
@@ -248,79 +331,6 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
             let usage = "pct set <vmid> [OPTIONS]";
             let a = def(usage, &[VMID], &opts).parse(rest)?;
             cmd_set(node, &a).map_err(|e| e.with_usage(usage))
-        }
-        "exec" => {
-            let a = CmdDef {
-                usage: "pct exec <vmid> [<extra-args>] [OPTIONS]",
-                args: &[VMID],
-                opts: &[OptDef::new("keep-env", OptType::Bool)],
-                extra_args: true,
-            }
-            .parse(rest)?;
-            cmd_exec(node, &a)
-        }
-        "push" | "pull" => {
-            let usage = if sub == "push" {
-                "pct push <vmid> <file> <destination> [OPTIONS]"
-            } else {
-                "pct pull <vmid> <path> <destination> [OPTIONS]"
-            };
-            let first = if sub == "push" { "file" } else { "path" };
-            let args: &[(&str, OptType)] = if sub == "push" {
-                &[VMID, ("file", OptType::Str), ("destination", OptType::Str)]
-            } else {
-                &[VMID, ("path", OptType::Str), ("destination", OptType::Str)]
-            };
-            let a = def(
-                usage,
-                args,
-                &[
-                    OptDef::new("group", OptType::Str),
-                    OptDef::new("perms", OptType::Str),
-                    OptDef::new("user", OptType::Str),
-                ],
-            )
-            .parse(rest)?;
-            if sub == "push" {
-                cmd_push(node, &a, first)
-            } else {
-                cmd_pull(node, &a, first)
-            }
-        }
-        "snapshot" => {
-            let a = def(
-                "pct snapshot <vmid> <snapname> [OPTIONS]",
-                &[VMID, ("snapname", OptType::SnapName)],
-                &[OptDef::new("description", OptType::Str)],
-            )
-            .parse(rest)?;
-            cmd_snapshot(node, &a)
-        }
-        "listsnapshot" => {
-            let a = def("pct listsnapshot <vmid>", &[VMID], &[]).parse(rest)?;
-            cmd_listsnapshot(node, &a)
-        }
-        "rollback" => {
-            let a = def(
-                "pct rollback <vmid> <snapname> [OPTIONS]",
-                &[VMID, ("snapname", OptType::SnapName)],
-                &[OptDef::new("start", OptType::Bool)],
-            )
-            .parse(rest)?;
-            cmd_rollback(node, &a)
-        }
-        "delsnapshot" => {
-            let a = def(
-                "pct delsnapshot <vmid> <snapname> [OPTIONS]",
-                &[VMID, ("snapname", OptType::SnapName)],
-                &[OptDef::new("force", OptType::Bool)],
-            )
-            .parse(rest)?;
-            cmd_delsnapshot(node, &a)
-        }
-        "unlock" => {
-            let a = def("pct unlock <vmid>", &[VMID], &[]).parse(rest)?;
-            lock::remove_lock(node, a.vmid(), None)
         }
         other => Err(PveError::Exit {
             code: 255,
@@ -631,11 +641,7 @@ pub fn resolve_archive(node: &Node, cfg: &StorageCfg, spec: &str) -> Result<Path
 /// Fill in generated values for config options: hwaddr and `type=veth` for
 /// nets. Works on already-validated, canonical option values.
 fn finalize_net(node: &Node, key: &str, value: &str) -> Result<String> {
-    let schema = if node.pve_major() >= 9 {
-        &conf::NET_SCHEMA_9
-    } else {
-        &conf::NET_SCHEMA
-    };
+    let schema = conf::net_schema(node);
     let mut p: PropString =
         conf::parse_prop(schema, key, value).map_err(|e| PveError::param(key, e))?;
     if p.get("hwaddr").is_none() {
@@ -645,8 +651,26 @@ fn finalize_net(node: &Node, key: &str, value: &str) -> Result<String> {
     Ok(p.print(schema))
 }
 
+/// The CT config given as options (`create`, `restore`): every option but
+/// those `skip` names, `netN` values finalized ([`finalize_net`]).
+pub(crate) fn given_config(node: &Node, a: &Args, skip: impl Fn(&str) -> bool) -> Result<Section> {
+    let mut sec = Section::default();
+    for (k, v) in &a.opts {
+        if skip(k) {
+            continue;
+        }
+        let v = if k.starts_with("net") {
+            finalize_net(node, k, v)?
+        } else {
+            v.clone()
+        };
+        sec.set(k, v);
+    }
+    Ok(sec)
+}
+
 /// A rootfs/mpN spec that asks for a new volume: `STORAGE:SIZE_GiB` or a bare size.
-fn new_volume_request(spec: &str, default_storage: &str) -> Option<(String, f64)> {
+pub(crate) fn new_volume_request(spec: &str, default_storage: &str) -> Option<(String, f64)> {
     if let Ok(sz) = spec.parse::<f64>() {
         return Some((default_storage.to_string(), sz));
     }
@@ -696,18 +720,7 @@ fn cmd_create(node: &Node, a: &Args) -> Result<()> {
     let template_path = resolve_archive(node, &cfg, &ostemplate)?;
 
     // build the config from the options
-    let mut sec = Section::default();
-    for (k, v) in &a.opts {
-        if NON_CONFIG.contains(&k.as_str()) || k == "rootfs" {
-            continue;
-        }
-        let v = if k.starts_with("net") {
-            finalize_net(node, k, v)?
-        } else {
-            v.clone()
-        };
-        sec.set(k, v);
-    }
+    let mut sec = given_config(node, a, |k| NON_CONFIG.contains(&k) || k == "rootfs")?;
     if node.pve_major() >= 9 && a.opt("unprivileged").is_none() {
         sec.set("unprivileged", "1");
     }
@@ -1055,24 +1068,18 @@ fn cmd_set(node: &Node, a: &Args) -> Result<()> {
         .iter()
         .filter(|(k, _)| !NON_CONFIG.contains(&k.as_str()))
         .collect();
-    let deletes: Vec<String> = a
-        .opt("delete")
-        .map(|d| {
-            d.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    let reverts: Vec<String> = a
-        .opt("revert")
-        .map(|d| {
-            d.split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let key_list = |opt: &str| -> Vec<String> {
+        a.opt(opt)
+            .map(|d| {
+                d.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deletes = key_list("delete");
+    let reverts = key_list("revert");
     if config_keys.is_empty() && deletes.is_empty() && reverts.is_empty() {
         return Err(PveError::die("no options specified"));
     }
@@ -1303,23 +1310,28 @@ fn errno_text(e: &std::io::Error) -> String {
         .unwrap_or_else(|| e.to_string())
 }
 
+/// `--user` / `--group` as ids: numbers as given, names looked up in the
+/// `etc/passwd` / `etc/group` below `root`.
+fn lookup_owner(root: &Path, a: &Args) -> Result<(Option<u32>, Option<u32>)> {
+    let id = |opt: &str, file: &str, what: &str| -> Result<Option<u32>> {
+        Ok(match a.opt(opt) {
+            None => None,
+            Some(n) if n.chars().all(|c| c.is_ascii_digit()) => n.parse().ok(),
+            Some(n) => Some(
+                ct_lookup(root, file, n)
+                    .ok_or_else(|| PveError::die(format!("failed to get {what} for: {n}")))?,
+            ),
+        })
+    };
+    Ok((
+        id("user", "etc/passwd", "uid")?,
+        id("group", "etc/group", "gid")?,
+    ))
+}
+
+/// [`lookup_owner`] in the CT's root, shifted to host ids for unprivileged CTs.
 fn resolve_owner(root: &Path, a: &Args, map: Option<IdMap>) -> Result<(Option<u32>, Option<u32>)> {
-    let uid = match a.opt("user") {
-        None => None,
-        Some(u) if u.chars().all(|c| c.is_ascii_digit()) => u.parse().ok(),
-        Some(u) => Some(
-            ct_lookup(root, "etc/passwd", u)
-                .ok_or_else(|| PveError::die(format!("failed to get uid for: {u}")))?,
-        ),
-    };
-    let gid = match a.opt("group") {
-        None => None,
-        Some(g) if g.chars().all(|c| c.is_ascii_digit()) => g.parse().ok(),
-        Some(g) => Some(
-            ct_lookup(root, "etc/group", g)
-                .ok_or_else(|| PveError::die(format!("failed to get gid for: {g}")))?,
-        ),
-    };
+    let (uid, gid) = lookup_owner(root, a)?;
     Ok(match map {
         Some(m) => (uid.map(|u| m.host_uid(u)), gid.map(|g| m.host_gid(g))),
         None => (uid, gid),
@@ -1332,7 +1344,7 @@ fn ct_root(node: &Node, vmid: u32) -> Result<PathBuf> {
     Ok(PathBuf::from(format!("/proc/{pid}/root")))
 }
 
-fn cmd_push(node: &Node, a: &Args, _first: &str) -> Result<()> {
+fn cmd_push(node: &Node, a: &Args) -> Result<()> {
     let vmid = a.vmid();
     let perms = a.opt("perms").map(parse_perms).transpose()?;
     let _l = lock::lock_config(node, vmid, lock::LOCK_TIMEOUT)?;
@@ -1360,7 +1372,7 @@ fn cmd_push(node: &Node, a: &Args, _first: &str) -> Result<()> {
     })
 }
 
-fn cmd_pull(node: &Node, a: &Args, _first: &str) -> Result<()> {
+fn cmd_pull(node: &Node, a: &Args) -> Result<()> {
     let vmid = a.vmid();
     let perms = a.opt("perms").map(parse_perms).transpose()?;
     let _l = lock::lock_config(node, vmid, lock::LOCK_TIMEOUT)?;
@@ -1372,23 +1384,8 @@ fn cmd_pull(node: &Node, a: &Args, _first: &str) -> Result<()> {
     let path = a.arg("path").to_string();
     let dest = a.arg("destination").to_string();
     run_worker(|_| {
-        let uid = match a.opt("user") {
-            None => None,
-            Some(u) if u.chars().all(|c| c.is_ascii_digit()) => u.parse().ok(),
-            Some(u) => Some(
-                ct_lookup(Path::new("/"), "etc/passwd", u)
-                    .ok_or_else(|| PveError::die(format!("failed to get uid for: {u}")))?,
-            ),
-        };
-        let gid = match a.opt("group") {
-            None => None,
-            Some(g) if g.chars().all(|c| c.is_ascii_digit()) => g.parse().ok(),
-            Some(g) => Some(
-                ct_lookup(Path::new("/"), "etc/group", g)
-                    .ok_or_else(|| PveError::die(format!("failed to get gid for: {g}")))?,
-            ),
-        };
-        let mut out = create_file(Path::new(&dest), &dest, perms, (uid, gid))?;
+        let owner = lookup_owner(Path::new("/"), a)?;
+        let mut out = create_file(Path::new(&dest), &dest, perms, owner)?;
         let root = ct_root(node, vmid)?;
         let src_path = root.join(path.trim_start_matches('/'));
         let mut src = fs::File::open(&src_path)
@@ -1400,6 +1397,23 @@ fn cmd_pull(node: &Node, a: &Args, _first: &str) -> Result<()> {
 
 // ---------------------------------------------------------------------------
 // snapshots
+
+/// The volumes a snapshot covers: all of a section's but the `unusedN` ones.
+fn snapshot_volumes(sec: &Section) -> Vec<String> {
+    sec.volumes()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("unused"))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Drop the config lock after a failed volume operation (best effort).
+fn release_lock(node: &Node, vmid: u32) {
+    let _ = lock::update_config(node, vmid, |c| {
+        c.main.remove("lock");
+        Ok(())
+    });
+}
 
 /// Take snapshot `name` of a CT (config section + volume copies). Used by
 /// `pct snapshot` and by vzdump's snapshot mode (name `vzdump`). Holds the
@@ -1420,13 +1434,7 @@ pub fn snapshot_create(
                 "snapshot name '{name}' already used"
             )));
         }
-        let vols: Vec<String> = c
-            .main
-            .volumes()
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("unused"))
-            .map(|(_, v)| v)
-            .collect();
+        let vols = snapshot_volumes(&c.main);
         if !storage::all_support_snapshots(&cfg, &vols) {
             return Err(PveError::die("snapshot feature is not available"));
         }
@@ -1449,13 +1457,7 @@ pub fn snapshot_create(
         Ok(())
     })?;
     let c = conf::load(node, vmid)?;
-    let vols: Vec<String> = c
-        .main
-        .volumes()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("unused"))
-        .map(|(_, v)| v)
-        .collect();
+    let vols = snapshot_volumes(&c.main);
     let mut result = Ok(());
     for v in &vols {
         if let Err(e) = storage::volume_snapshot(node, &cfg, v, name) {
@@ -1510,20 +1512,12 @@ pub fn snapshot_delete(
         c.main.set("lock", "snapshot-delete");
         Ok(snap)
     })?;
-    let mut vols: Vec<String> = snap
-        .volumes()
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("unused"))
-        .map(|(_, v)| v)
-        .collect();
+    let mut vols = snapshot_volumes(&snap);
     vols.dedup();
     for v in &vols {
         if let Err(e) = storage::volume_snapshot_delete(node, &cfg, v, name) {
             if !force {
-                let _ = lock::update_config(node, vmid, |c| {
-                    c.main.remove("lock");
-                    Ok(())
-                });
+                release_lock(node, vmid);
                 return Err(e);
             }
             w.log(&e.render().0);
@@ -1613,18 +1607,9 @@ fn cmd_rollback(node: &Node, a: &Args) -> Result<()> {
             c.main.set("lock", "rollback");
             Ok(snap)
         })?;
-        let vols: Vec<String> = snap
-            .volumes()
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("unused"))
-            .map(|(_, v)| v)
-            .collect();
-        for v in &vols {
+        for v in &snapshot_volumes(&snap) {
             if let Err(e) = storage::volume_snapshot_rollback(node, &cfg, v, &name) {
-                let _ = lock::update_config(node, vmid, |c| {
-                    c.main.remove("lock");
-                    Ok(())
-                });
+                release_lock(node, vmid);
                 return Err(e);
             }
             if let Ok((_, volname)) = storage::parse_volid(v) {

@@ -21,6 +21,7 @@ use crate::node::Node;
 use crate::prune::{self, KeepOptions, Mark, PruneEntry, KEEP_ORDER};
 use crate::storage::{self, Storage, StorageCfg};
 use crate::task;
+use crate::util::parse_size;
 use crate::vzdump::{self, naming};
 
 use table::{ContentRow, PruneRow, StatusRow};
@@ -353,19 +354,6 @@ fn configured_size(node: &Node, vmid: u32, volid: &str) -> Option<u64> {
         }
     }
     None
-}
-
-/// `8G`, `512M`, `1024K`, `10T`, plain bytes.
-fn parse_size(s: &str) -> Option<u64> {
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    let v: f64 = num.parse().ok()?;
-    Some((v * mult as f64) as u64)
 }
 
 fn list(node: &Node, args: &[String]) -> Result<()> {

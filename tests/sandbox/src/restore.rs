@@ -24,10 +24,11 @@ use crate::error::{PveError, Result};
 use crate::lock;
 use crate::lxc;
 use crate::node::Node;
-use crate::pct;
+use crate::pct::{self, new_volume_request};
 use crate::pvesm;
 use crate::storage::{self, StorageCfg};
 use crate::task::{self, Worker};
+use crate::util::parse_size;
 
 /// Parameters that are not CT config keys.
 const NON_CONFIG: &[&str] = &[
@@ -140,18 +141,7 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
     }
 
     // The given (non-disk) configuration.
-    let mut given = Section::default();
-    for (k, v) in &a.opts {
-        if NON_CONFIG.contains(&k.as_str()) {
-            continue;
-        }
-        let v = if k.starts_with("net") {
-            finalize_net(node, k, v)?
-        } else {
-            v.clone()
-        };
-        given.set(k, v);
-    }
+    let given = pct::given_config(node, &a, |k| NON_CONFIG.contains(&k))?;
     let unprivileged_opt = a.opt("unprivileged").map(|v| v == "1");
 
     // create_and_lock_config (5 s timeout)
@@ -215,36 +205,6 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
         }
         Ok(())
     })
-}
-
-/// `STORAGE:SIZE_GiB` or a bare size (with the default storage).
-fn new_volume_request(spec: &str, default_storage: &str) -> Option<(String, f64)> {
-    if let Ok(sz) = spec.parse::<f64>() {
-        return Some((default_storage.to_string(), sz));
-    }
-    let (s, sz) = spec.split_once(':')?;
-    let sz: f64 = sz.parse().ok()?;
-    Some((s.to_string(), sz))
-}
-
-fn net_schema(node: &Node) -> &'static conf::PropSchema {
-    if node.pve_major() >= 9 {
-        &conf::NET_SCHEMA_9
-    } else {
-        &conf::NET_SCHEMA
-    }
-}
-
-/// Given `netN`: a MAC when missing and `type=veth`, canonical order.
-fn finalize_net(node: &Node, key: &str, value: &str) -> Result<String> {
-    let schema = net_schema(node);
-    let mut p: PropString =
-        conf::parse_prop(schema, key, value).map_err(|e| PveError::param(key, e))?;
-    if p.get("hwaddr").is_none() {
-        p.set("hwaddr", crate::util::random_mac());
-    }
-    p.set("type", "veth");
-    Ok(p.print(schema))
 }
 
 /// The state of one restore worker.
@@ -421,7 +381,7 @@ impl Restore<'_> {
                 continue;
             }
             if self.unique && key.starts_with("net") && key[3..].parse::<u32>().is_ok() {
-                let schema = net_schema(self.node);
+                let schema = conf::net_schema(self.node);
                 if let Ok(mut p) = conf::parse_prop(schema, key, value) {
                     p.set("hwaddr", crate::util::random_mac());
                     conf.set(key, p.print(schema));
@@ -446,19 +406,6 @@ impl Restore<'_> {
         }
         Ok(())
     }
-}
-
-/// `8G`, `512M`, ... as bytes.
-fn parse_size(s: &str) -> Option<u64> {
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    let v: f64 = num.parse().ok()?;
-    Some((v * mult as f64) as u64)
 }
 
 #[cfg(test)]

@@ -91,6 +91,20 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     buf
 }
 
+/// `8G`, `512M`, `1024K`, `10T`, plain bytes, as bytes. Lenient (any case,
+/// fractions); unlike [`crate::conf::parse_size`] it does not validate.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
+        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
+        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let v: f64 = num.parse().ok()?;
+    Some((v * mult as f64) as u64)
+}
+
 /// A random MAC with the Proxmox prefix: `BC:24:11:XX:XX:XX`.
 pub fn random_mac() -> String {
     let r = random_bytes(3);
