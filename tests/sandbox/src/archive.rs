@@ -200,17 +200,7 @@ pub fn extract(
     }
     let (stdin, comp) = match src {
         Source::Path(p) => {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let comp = Compression::from_name(&name).ok_or_else(|| {
-                PveError::die(format!(
-                    "unable to detect archive format of '{}'",
-                    p.display()
-                ))
-            })?;
-            let f = File::open(p).map_err(|e| PveError::io("open archive", p, e))?;
+            let (f, comp) = open_archive(p)?;
             (Stdio::from(f), comp)
         }
         Source::Stdin(c) => (Stdio::inherit(), c),
@@ -331,8 +321,8 @@ pub fn create(
     }
 }
 
-/// Read one member (e.g. `./etc/vzdump/pct.conf`) from an archive; `None` if absent.
-pub fn read_member(archive: &Path, member: &str) -> Result<Option<Vec<u8>>> {
+/// Open an archive file, its compression told by its name.
+fn open_archive(archive: &Path) -> Result<(File, Compression)> {
     let name = archive
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -344,6 +334,12 @@ pub fn read_member(archive: &Path, member: &str) -> Result<Option<Vec<u8>>> {
         ))
     })?;
     let f = File::open(archive).map_err(|e| PveError::io("open archive", archive, e))?;
+    Ok((f, comp))
+}
+
+/// Read one member (e.g. `./etc/vzdump/pct.conf`) from an archive; `None` if absent.
+pub fn read_member(archive: &Path, member: &str) -> Result<Option<Vec<u8>>> {
+    let (f, comp) = open_archive(archive)?;
     let mut cmd = Command::new("tar");
     cmd.arg("xOf").arg("-");
     if let Some(fl) = comp.tar_flag() {

@@ -44,29 +44,25 @@ pub fn local(ts: i64) -> OffsetDateTime {
 
 /// `YYYY-MM-DD HH:MM:SS` in local time (task logs, listsnapshot).
 pub fn fmt_datetime(ts: i64) -> String {
-    let t = local(ts);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    fmt_local(ts, '-', ' ', ':')
 }
 
 /// `YYYY_MM_DD-HH_MM_SS` in local time (vzdump archive names).
 pub fn fmt_vzdump(ts: i64) -> String {
-    let t = local(ts);
+    fmt_local(ts, '_', '-', '_')
+}
+
+/// `YYYY<d>MM<d>DD<mid>HH<t>MM<t>SS` in local time.
+fn fmt_local(ts: i64, d: char, mid: char, t: char) -> String {
+    let l = local(ts);
     format!(
-        "{:04}_{:02}_{:02}-{:02}_{:02}_{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
+        "{:04}{d}{:02}{d}{:02}{mid}{:02}{t}{:02}{t}{:02}",
+        l.year(),
+        u8::from(l.month()),
+        l.day(),
+        l.hour(),
+        l.minute(),
+        l.second()
     )
 }
 

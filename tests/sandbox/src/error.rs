@@ -110,6 +110,20 @@ impl PveError {
         }
     }
 
+    /// The CLI handler's answer to a missing (`None`) or unknown subcommand of
+    /// `tool`: the generic usage line (after `ERROR: unknown command ...`
+    /// for an unknown one), exit 255.
+    pub fn bad_subcommand(tool: &str, sub: Option<&str>) -> Self {
+        let usage = format!("USAGE: {tool} <COMMAND> [ARGS] [OPTIONS]");
+        PveError::Exit {
+            code: 255,
+            msg: match sub {
+                None => usage,
+                Some(s) => format!("ERROR: unknown command '{tool} {s}'\n{usage}"),
+            },
+        }
+    }
+
     /// Attach a usage line to a parameter error (no-op for other kinds or if set).
     pub fn with_usage(self, line: &str) -> Self {
         match self {

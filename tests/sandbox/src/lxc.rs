@@ -215,42 +215,33 @@ pub fn config_text(node: &Node, vmid: u32, sec: &Section, rootfs: &Path) -> Stri
     let ncpu = std::thread::available_parallelism()
         .map(|n| n.get() as i64)
         .unwrap_or(1);
-    if cgroup2_only() {
+    let v2 = cgroup2_only();
+    let quota = cpulimit.filter(|l| *l > 0.0).map(|l| (l * 100000.0) as i64);
+    if v2 {
         line(format!("lxc.cgroup2.memory.max = {}", memory * 1024 * 1024));
         line(format!(
             "lxc.cgroup2.memory.swap.max = {}",
             swap * 1024 * 1024
         ));
-        if let Some(l) = cpulimit.filter(|l| *l > 0.0) {
-            line(format!(
-                "lxc.cgroup2.cpu.max = {} 100000",
-                (l * 100000.0) as i64
-            ));
-        }
-        if let Some(c) = cores {
-            line(format!(
-                "lxc.cgroup2.cpuset.cpus = 0-{}",
-                c.min(ncpu).max(1) - 1
-            ));
+        if let Some(q) = quota {
+            line(format!("lxc.cgroup2.cpu.max = {q} 100000"));
         }
     } else {
         line(format!(
             "lxc.cgroup.memory.limit_in_bytes = {}",
             memory * 1024 * 1024
         ));
-        if let Some(l) = cpulimit.filter(|l| *l > 0.0) {
+        if let Some(q) = quota {
             line("lxc.cgroup.cpu.cfs_period_us = 100000".into());
-            line(format!(
-                "lxc.cgroup.cpu.cfs_quota_us = {}",
-                (l * 100000.0) as i64
-            ));
+            line(format!("lxc.cgroup.cpu.cfs_quota_us = {q}"));
         }
-        if let Some(c) = cores {
-            line(format!(
-                "lxc.cgroup.cpuset.cpus = 0-{}",
-                c.min(ncpu).max(1) - 1
-            ));
-        }
+    }
+    if let Some(c) = cores {
+        let cg = if v2 { "cgroup2" } else { "cgroup" };
+        line(format!(
+            "lxc.{cg}.cpuset.cpus = 0-{}",
+            c.min(ncpu).max(1) - 1
+        ));
     }
     line(format!("lxc.rootfs.path = dir:{}", rootfs.display()));
 

@@ -272,10 +272,7 @@ const TRANSFER_OPTS: &[OptDef] = &[
 /// `pct <subcommand> ...`.
 pub fn main(node: &Node, args: &[String]) -> Result<()> {
     let Some(sub) = args.first() else {
-        return Err(PveError::Exit {
-            code: 255,
-            msg: "USAGE: pct <COMMAND> [ARGS] [OPTIONS]".into(),
-        });
+        return Err(PveError::bad_subcommand("pct", None));
     };
     let rest = &args[1..];
     if let Some((_, d, run)) = SIMPLE.iter().find(|(name, ..)| name == sub) {
@@ -332,12 +329,7 @@ pub fn main(node: &Node, args: &[String]) -> Result<()> {
             let a = def(usage, &[VMID], &opts).parse(rest)?;
             cmd_set(node, &a).map_err(|e| e.with_usage(usage))
         }
-        other => Err(PveError::Exit {
-            code: 255,
-            msg: format!(
-                "ERROR: unknown command 'pct {other}'\nUSAGE: pct <COMMAND> [ARGS] [OPTIONS]"
-            ),
-        }),
+        other => Err(PveError::bad_subcommand("pct", Some(other))),
     }
 }
 

@@ -26,22 +26,14 @@ const FORMATS: &[&str] = &["json", "json-pretty", "text", "yaml"];
 /// Entry point.
 pub fn main(node: &Node, args: &[String]) -> Result<()> {
     let Some(verb) = args.first() else {
-        return Err(PveError::Exit {
-            code: 255,
-            msg: "USAGE: pvesh <COMMAND> [ARGS] [OPTIONS]".into(),
-        });
+        return Err(PveError::bad_subcommand("pvesh", None));
     };
     let rest = &args[1..];
     if !matches!(
         verb.as_str(),
         "get" | "set" | "create" | "delete" | "ls" | "usage"
     ) {
-        return Err(PveError::Exit {
-            code: 255,
-            msg: format!(
-                "ERROR: unknown command 'pvesh {verb}'\nUSAGE: pvesh <COMMAND> [ARGS] [OPTIONS]"
-            ),
-        });
+        return Err(PveError::bad_subcommand("pvesh", Some(verb)));
     }
     let usage = format!("pvesh {verb} <api_path> [OPTIONS] [FORMAT_OPTIONS]");
     let opts = [

@@ -32,15 +32,7 @@ pub fn check_status(argv: &str, status: ExitStatus) -> Result<()> {
 /// Run a command with `LC_ALL=C`, capturing stdout and stderr; fails on a
 /// non-zero exit with the stderr text appended.
 pub fn run_capture(cmd: &mut Command) -> Result<Output> {
-    let argv = cmdline(cmd);
-    let out = cmd
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| PveError::Command {
-            argv: argv.clone(),
-            detail: e.to_string(),
-        })?;
+    let (argv, out) = run_output(cmd)?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return match check_status(&argv, out.status) {
@@ -56,6 +48,21 @@ pub fn run_capture(cmd: &mut Command) -> Result<Output> {
         };
     }
     Ok(out)
+}
+
+/// Run a command with `LC_ALL=C` and no stdin, capturing its output whatever
+/// the exit status; also returns its command line (for [`check_status`]).
+pub fn run_output(cmd: &mut Command) -> Result<(String, Output)> {
+    let argv = cmdline(cmd);
+    let out = cmd
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| PveError::Command {
+            argv: argv.clone(),
+            detail: e.to_string(),
+        })?;
+    Ok((argv, out))
 }
 
 /// Run a command quietly; true if it exited 0 (spawn failures count as false).

@@ -31,7 +31,7 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::archive::{self, Compression, CreateSpec, IdMap};
@@ -1230,15 +1230,7 @@ impl<'a> Job<'a> {
         cmd.arg(format!("{}/./", from.trim_end_matches('/')));
         cmd.arg(to);
         let started = Instant::now();
-        let argv = crate::util::cmdline(&cmd);
-        let out = cmd
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| PveError::Command {
-                argv: argv.clone(),
-                detail: e.to_string(),
-            })?;
+        let (argv, out) = crate::util::run_output(&mut cmd)?;
         for l in String::from_utf8_lossy(&out.stderr).lines() {
             if !l.trim().is_empty() {
                 self.msg(Level::Err, l, true);
