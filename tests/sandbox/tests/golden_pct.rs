@@ -152,31 +152,17 @@ fn pve9_differences() {
     let sb = Sandbox::new();
     sb.write_conf(101, CT101);
     let mut t = Transcript::new("pct_pve9", &sb);
-    t.step_env(
-        &sb,
-        &[
-            "pct",
-            "set",
-            "101",
-            "--net0",
-            "name=eth0,bridge=vmbr0,host-managed=1,hwaddr=BC:24:11:00:00:01",
-        ],
-        &[("PVE_SANDBOX_PVE_MAJOR", "9")],
-    );
-    t.step(
-        &sb,
-        &[
-            "pct",
-            "set",
-            "101",
-            "--net0",
-            "name=eth0,bridge=vmbr0,host-managed=1,hwaddr=BC:24:11:00:00:01",
-        ],
-    );
-    t.step_env(
-        &sb,
-        &["pct", "config", "101"],
-        &[("PVE_SANDBOX_PVE_MAJOR", "9")],
-    );
+    let pve9 = [("PVE_SANDBOX_PVE_MAJOR", "9")];
+    // host-managed is a PVE 9 key: accepted there, refused on PVE 8
+    let set_net0 = [
+        "pct",
+        "set",
+        "101",
+        "--net0",
+        "name=eth0,bridge=vmbr0,host-managed=1,hwaddr=BC:24:11:00:00:01",
+    ];
+    t.step_env(&sb, &set_net0, &pve9);
+    t.step(&sb, &set_net0);
+    t.step_env(&sb, &["pct", "config", "101"], &pve9);
     t.check();
 }

@@ -108,14 +108,8 @@ impl<'a> Golden<'a> {
             c.env(k, v);
         }
         let out = c.output().unwrap();
-        let envs: String = extra_env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-        let text = format!(
-            "$ {envs}{}\n--- exit {}\n--- stdout\n{}--- stderr\n{}\n",
-            self.mask_text(&args.join(" ")),
-            out.status.code().unwrap_or(-1),
-            self.mask_text(&String::from_utf8_lossy(&out.stdout)),
-            self.mask_text(&String::from_utf8_lossy(&out.stderr)),
-        );
+        let cmdline = self.mask_text(&args.join(" "));
+        let text = common::step_text(&cmdline, extra_env, &out, |s| self.mask_text(s));
         self.text.push_str(&text);
         out
     }
@@ -130,29 +124,7 @@ impl<'a> Golden<'a> {
     }
 
     fn check(self) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(format!("{}.txt", self.name));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, &self.text).unwrap();
-            return;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!(
-                "missing golden file {}; run with UPDATE_GOLDEN=1",
-                path.display()
-            )
-        });
-        if want != self.text {
-            let got = path.with_extension("got");
-            std::fs::write(&got, &self.text).unwrap();
-            panic!(
-                "golden mismatch for {}: see diff -u {} {}",
-                self.name,
-                path.display(),
-                got.display()
-            );
-        }
+        common::check_golden(self.name, &self.text);
     }
 }
 
@@ -373,13 +345,7 @@ fn pvesm() {
         "--vmid",
         "101",
     ]);
-    let mut names: Vec<String> = std::fs::read_dir(&dump)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    g.note("dump dir after prune", &names.join("\n"));
+    g.note("dump dir after prune", &dump_listing(&dump));
     g.step(&[
         "pvesm",
         "free",
@@ -616,12 +582,7 @@ fn vzdump_and_restore() {
         "--hostname",
         "again",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit0(&out);
     g.note("110.conf after --force", &sb.read_conf(110));
     assert!(!sb.root.join("data/local-lvm/vm-110-disk-0").exists());
     g.step(&[
@@ -649,16 +610,21 @@ fn vzdump_and_restore() {
         ])
         .output()
         .unwrap();
+    assert_exit0(&out);
+    let conf = sb.read_conf(112);
+    assert!(conf.contains("hostname: files01"), "{conf}");
+    assert!(conf.contains("hwaddr=BC:24:11:"), "{conf}");
+    assert!(!conf.contains("BC:24:11:AA:BB:CC"), "{conf}");
+}
+
+/// The command exited 0 (its stderr in the failure message).
+fn assert_exit0(out: &Output) {
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let conf = sb.read_conf(112);
-    assert!(conf.contains("hostname: files01"), "{conf}");
-    assert!(conf.contains("hwaddr=BC:24:11:"), "{conf}");
-    assert!(!conf.contains("BC:24:11:AA:BB:CC"), "{conf}");
 }
 
 /// Fail loudly when the root tier was asked for but cannot run.
@@ -755,12 +721,7 @@ fn unprivileged_round_trip() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit0(&out);
     assert!(sb.read_conf(120).contains("unprivileged: 1"));
     let f = sb
         .root

@@ -99,14 +99,8 @@ impl Transcript {
             c.env(k, v);
         }
         let out = c.output().unwrap();
-        let envs: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-        self.text.push_str(&format!(
-            "$ {envs}{}\n--- exit {}\n--- stdout\n{}--- stderr\n{}\n",
-            args.join(" "),
-            out.status.code().unwrap_or(-1),
-            self.norm(&out.stdout),
-            self.norm(&out.stderr)
-        ));
+        let entry = step_text(&args.join(" "), env, &out, |s| self.norm(s.as_bytes()));
+        self.text.push_str(&entry);
         out
     }
 
@@ -118,29 +112,51 @@ impl Transcript {
 
     /// Compare with (or, with `UPDATE_GOLDEN=1`, rewrite) the golden file.
     pub fn check(self) {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(format!("{}.txt", self.name));
-        if std::env::var_os("UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, &self.text).unwrap();
-            return;
-        }
-        let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!(
-                "missing golden file {}; run with UPDATE_GOLDEN=1",
-                path.display()
-            )
-        });
-        if want != self.text {
-            let got = path.with_extension("got");
-            std::fs::write(&got, &self.text).unwrap();
-            panic!(
-                "golden mismatch for {}: see diff -u {} {}",
-                self.name,
-                path.display(),
-                got.display()
-            );
-        }
+        check_golden(&self.name, &self.text);
+    }
+}
+
+/// One transcript entry: `$ ` and the command line (after `env` as
+/// `K=V `), then exit code, stdout and stderr, the outputs through `norm`.
+pub fn step_text(
+    cmdline: &str,
+    env: &[(&str, &str)],
+    out: &Output,
+    norm: impl Fn(&str) -> String,
+) -> String {
+    let envs: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    format!(
+        "$ {envs}{cmdline}\n--- exit {}\n--- stdout\n{}--- stderr\n{}\n",
+        out.status.code().unwrap_or(-1),
+        norm(&String::from_utf8_lossy(&out.stdout)),
+        norm(&String::from_utf8_lossy(&out.stderr))
+    )
+}
+
+/// Compare `text` with (or, with `UPDATE_GOLDEN=1`, rewrite)
+/// `tests/golden/<name>.txt`; a mismatch leaves `<name>.got` next to it.
+pub fn check_golden(name: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {}; run with UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    if want != text {
+        let got = path.with_extension("got");
+        std::fs::write(&got, text).unwrap();
+        panic!(
+            "golden mismatch for {name}: see diff -u {} {}",
+            path.display(),
+            got.display()
+        );
     }
 }
 
