@@ -12,100 +12,41 @@
 //! to the CT's address on that private bridge, bounded in tries and time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TEMPLATE: &str = "debian-12-standard_12.12-1_amd64.tar.zst";
+use common::{wait_for, LiveNode, E2E_TEMPLATE as TEMPLATE};
+
 const BRIDGE: &str = "sbxe2e1";
 const SUBNET: &str = "10.213.78.0/24";
 const VMID: &str = "9201";
 
-/// The private sandbox node; `down` on drop, whatever happened.
-struct Node {
-    root: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pve-sandbox"));
-        c.args(args)
-            .env("PVE_SANDBOX_ROOT", &self.root)
-            .env_remove("PVE_SANDBOX_PVE_MAJOR")
-            .env_remove("PVE_SANDBOX_FAULTS")
-            .env_remove("PVE_SANDBOX_NOW")
-            .stdin(Stdio::null());
-        c
-    }
-    fn pve(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.pve(args);
-        assert!(
-            o.status.success(),
-            "{args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    /// `pct exec` with stdin.
-    fn exec_stdin(&self, script: &str, input: &str) {
-        let mut child = self
-            .cmd(&["pct", "exec", VMID, "--", "sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        assert!(
-            o.status.success(),
-            "exec {script:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.pve(&["down"]);
-    }
-}
-
-fn wait_for<T>(what: &str, max: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let t = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            t.elapsed() < max,
-            "timed out after {max:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The CT's MAC (lower case) from its config.
-fn mac_of(root: &Path) -> String {
-    let conf = std::fs::read_to_string(root.join(format!("etc/pve/lxc/{VMID}.conf"))).unwrap();
-    conf.lines()
-        .find_map(|l| l.strip_prefix("net0: "))
-        .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("hwaddr=")))
+/// `pct exec` with stdin.
+fn exec_stdin(n: &LiveNode, script: &str, input: &str) {
+    let mut child = n
+        .cmd(&["pct", "exec", VMID, "--", "sh", "-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
         .unwrap()
-        .to_lowercase()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "exec {script:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Wait for dnsmasq's lease of `mac` and return the address.
@@ -147,16 +88,10 @@ const SERVICE: &str =
 
 #[test]
 fn backup_and_restore_round_trip() {
-    if std::env::var("PVE_SANDBOX_E2E").as_deref() != Ok("1") {
-        eprintln!("e2e: set PVE_SANDBOX_E2E=1 (as root) to run");
+    if !common::e2e_requested("e2e") {
         return;
     }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "PVE_SANDBOX_E2E=1 needs root"
-    );
-    let mirror = std::env::var("PVE_SANDBOX_MIRROR")
-        .unwrap_or_else(|_| "/var/cache/pve-sandbox/mirror".into());
+    let mirror = common::e2e_mirror();
     assert!(
         Path::new(&mirror).join("system").join(TEMPLATE).is_file(),
         "template missing in {mirror}: run tests/sandbox/template/build-template.sh"
@@ -172,21 +107,7 @@ fn backup_and_restore_round_trip() {
         );
     }
 
-    let dir = tempfile::Builder::new()
-        .prefix("sbx-e2e-backup")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/sandbox.conf"),
-        format!("node: pve\nbridge: {BRIDGE}\nsubnet: {SUBNET}\n"),
-    )
-    .unwrap();
-    // parents of an unprivileged rootfs need o+x
-    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
-    let n = Node { root, _dir: dir };
-    n.ok(&["up"]);
+    let n = LiveNode::up("sbx-e2e-backup", BRIDGE, SUBNET);
 
     // The template through pveam, as `make sandbox` does.
     assert_eq!(n.ok(&["pveam", "update"]), "update successful\n");
@@ -217,7 +138,7 @@ fn backup_and_restore_round_trip() {
         "local-lvm:2",
     ]);
     n.ok(&["pct", "start", VMID]);
-    let mac = mac_of(&n.root);
+    let mac = n.mac_of(VMID);
     let ip = leased_ip(&n.root, &mac);
     assert!(ip.starts_with("10.213.78."), "{ip}");
 
@@ -230,13 +151,14 @@ fn backup_and_restore_round_trip() {
             .unwrap()
             .as_nanos()
     );
-    n.exec_stdin(
+    exec_stdin(
+        &n,
         "mkdir -p /srv/www && cat > /usr/local/bin/http-file && chmod 755 /usr/local/bin/http-file",
         SERVER,
     );
-    n.exec_stdin("cat > /etc/systemd/system/http-file.socket", SOCKET);
-    n.exec_stdin("cat > /etc/systemd/system/http-file@.service", SERVICE);
-    n.exec_stdin("cat > /srv/www/index.html", &token);
+    exec_stdin(&n, "cat > /etc/systemd/system/http-file.socket", SOCKET);
+    exec_stdin(&n, "cat > /etc/systemd/system/http-file@.service", SERVICE);
+    exec_stdin(&n, "cat > /srv/www/index.html", &token);
     n.ok(&["pct", "exec", VMID, "--", "systemctl", "daemon-reload"]);
     n.ok(&[
         "pct",
@@ -281,7 +203,7 @@ fn backup_and_restore_round_trip() {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
     assert_eq!(n.ok(&["pct", "status", VMID]), "status: running\n");
-    let conf = std::fs::read_to_string(n.root.join(format!("etc/pve/lxc/{VMID}.conf"))).unwrap();
+    let conf = n.read_conf(VMID);
     assert!(
         !conf.contains("lock:") && !conf.contains("[vzdump]"),
         "{conf}"
@@ -349,11 +271,11 @@ fn backup_and_restore_round_trip() {
         out.contains("merging backed-up and given configuration.."),
         "{out}"
     );
-    let conf = std::fs::read_to_string(n.root.join(format!("etc/pve/lxc/{VMID}.conf"))).unwrap();
+    let conf = n.read_conf(VMID);
     assert!(conf.contains("hostname: e2eweb"), "{conf}");
     assert!(conf.contains("unprivileged: 1"), "{conf}");
     assert!(!conf.contains("lock:"), "{conf}");
-    assert_eq!(mac_of(&n.root), mac);
+    assert_eq!(n.mac_of(VMID), mac);
 
     n.ok(&["pct", "start", VMID]);
     let ip2 = leased_ip(&n.root, &mac);

@@ -7,94 +7,29 @@
 //! (`10.213.77.0/24`), so it can run next to a live sandbox.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const TEMPLATE: &str = "debian-12-standard_12.12-1_amd64.tar.zst";
-
-struct Node {
-    root: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn pve(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_pve-sandbox"));
-        c.args(args)
-            .env("PVE_SANDBOX_ROOT", &self.root)
-            .env_remove("PVE_SANDBOX_PVE_MAJOR")
-            .env_remove("PVE_SANDBOX_FAULTS");
-        c
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.pve(args);
-        assert!(
-            o.status.success(),
-            "{args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.pve(&["down"]);
-    }
-}
-
-fn wait_for(what: &str, max: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while t.elapsed() < max {
-        if f() {
-            return t.elapsed();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {max:?} waiting for {what}");
-}
+use common::{wait_for, LiveNode, E2E_TEMPLATE as TEMPLATE};
 
 #[test]
 fn lxc_lifecycle() {
-    if std::env::var("PVE_SANDBOX_E2E").as_deref() != Ok("1") {
-        eprintln!("lxc_lifecycle: set PVE_SANDBOX_E2E=1 (as root) to run");
+    if !common::e2e_requested("lxc_lifecycle") {
         return;
     }
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "PVE_SANDBOX_E2E=1 needs root"
-    );
-    let mirror = std::env::var("PVE_SANDBOX_MIRROR")
-        .unwrap_or_else(|_| "/var/cache/pve-sandbox/mirror".into());
-    let template = Path::new(&mirror).join("system").join(TEMPLATE);
+    let template = std::path::Path::new(&common::e2e_mirror())
+        .join("system")
+        .join(TEMPLATE);
     assert!(
         template.is_file(),
         "template {} missing: run tests/sandbox/template/build-template.sh (make builds it first)",
         template.display()
     );
 
-    let dir = tempfile::Builder::new()
-        .prefix("sbx-e2e")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/sandbox.conf"),
-        "node: pve\nbridge: sbxe2e0\nsubnet: 10.213.77.0/24\n",
-    )
-    .unwrap();
-    // parents of an unprivileged rootfs need o+x
-    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
-    let n = Node { root, _dir: dir };
-    n.ok(&["up"]);
+    let n = LiveNode::up("sbx-e2e", "sbxe2e0", "10.213.77.0/24");
 
     let t = Instant::now();
     let out = n.ok(&[
@@ -124,20 +59,14 @@ fn lxc_lifecycle() {
     let t = Instant::now();
     n.ok(&["pct", "start", "9101"]);
     assert_eq!(n.ok(&["pct", "status", "9101"]), "status: running\n");
-    let conf = std::fs::read_to_string(n.root.join("etc/pve/lxc/9101.conf")).unwrap();
-    let mac = conf
-        .lines()
-        .find_map(|l| l.strip_prefix("net0: "))
-        .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("hwaddr=")))
-        .unwrap()
-        .to_lowercase();
+    let mac = n.mac_of("9101");
     let leases = n.root.join("run/dnsmasq.leases");
-    let d = wait_for("DHCP lease", Duration::from_secs(20), || {
+    wait_for("DHCP lease", Duration::from_secs(20), || {
         std::fs::read_to_string(&leases)
-            .map(|l| l.contains(&mac))
-            .unwrap_or(false)
+            .ok()
+            .filter(|l| l.contains(&mac))
     });
-    eprintln!("TIME start->lease: {:?}", t.elapsed().max(d));
+    eprintln!("TIME start->lease: {:?}", t.elapsed());
     let ifs = n.ok(&[
         "pvesh",
         "get",

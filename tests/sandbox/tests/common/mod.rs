@@ -165,3 +165,121 @@ pub const CT101: &str = "#web server\n#line%3A two\narch: amd64\ncores: 2\nfeatu
 
 /// A CT on dir storage with pending changes, snapshots and a raw lxc key.
 pub const CT102: &str = "arch: amd64\nhostname: db01\nmemory: 512\nostype: debian\nparent: after\nrootfs: local:102/vm-102-disk-0.raw,size=4G\nswap: 512\nlxc.apparmor.profile: unconfined\n\n[pve:pending]\ndelete: swap\nmemory: 2048\n\n[after]\n#after upgrade\narch: amd64\nhostname: db01\nmemory: 512\nostype: debian\nparent: before\nrootfs: local:102/vm-102-disk-0.raw,size=4G\nsnaptime: 1714557700\nswap: 512\n\n[before]\n#before upgrade\n#second line\narch: amd64\nhostname: db01\nmemory: 512\nostype: debian\nrootfs: local:102/vm-102-disk-0.raw,size=4G\nsnaptime: 1714557600\nswap: 512\n";
+
+// ---------------------------------------------------------------------------
+// The root-only tier (real LXC): `PVE_SANDBOX_E2E=1`.
+
+/// The appliance template the root-only tests create CTs from.
+pub const E2E_TEMPLATE: &str = "debian-12-standard_12.12-1_amd64.tar.zst";
+
+/// Whether the root-only tier was asked for (`PVE_SANDBOX_E2E=1`); then it
+/// must run as root. Otherwise says so for `test` and returns false.
+pub fn e2e_requested(test: &str) -> bool {
+    if std::env::var("PVE_SANDBOX_E2E").as_deref() != Ok("1") {
+        eprintln!("{test}: set PVE_SANDBOX_E2E=1 (as root) to run");
+        return false;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "PVE_SANDBOX_E2E=1 needs root"
+    );
+    true
+}
+
+/// The appliance mirror (`PVE_SANDBOX_MIRROR`, default the shared cache).
+pub fn e2e_mirror() -> String {
+    std::env::var("PVE_SANDBOX_MIRROR").unwrap_or_else(|_| "/var/cache/pve-sandbox/mirror".into())
+}
+
+/// A private sandbox node with its own bridge and subnet, `up`; `down` on
+/// drop, whatever happened.
+pub struct LiveNode {
+    pub root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LiveNode {
+    /// A root in a fresh temp dir under `/tmp` (name starting with `prefix`).
+    pub fn up(prefix: &str, bridge: &str, subnet: &str) -> LiveNode {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/sandbox.conf"),
+            format!("node: pve\nbridge: {bridge}\nsubnet: {subnet}\n"),
+        )
+        .unwrap();
+        // parents of an unprivileged rootfs need o+x
+        let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+        let n = LiveNode { root, _dir: dir };
+        n.ok(&["up"]);
+        n
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pve-sandbox"));
+        c.args(args)
+            .env("PVE_SANDBOX_ROOT", &self.root)
+            .env_remove("PVE_SANDBOX_PVE_MAJOR")
+            .env_remove("PVE_SANDBOX_FAULTS")
+            .env_remove("PVE_SANDBOX_NOW")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn pve(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Run, assert success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.pve(args);
+        assert!(
+            o.status.success(),
+            "{args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// A CT's config file.
+    pub fn read_conf(&self, vmid: &str) -> String {
+        std::fs::read_to_string(self.root.join(format!("etc/pve/lxc/{vmid}.conf"))).unwrap()
+    }
+
+    /// A CT's `net0` MAC (lower case), from its config.
+    pub fn mac_of(&self, vmid: &str) -> String {
+        self.read_conf(vmid)
+            .lines()
+            .find_map(|l| l.strip_prefix("net0: "))
+            .and_then(|v| v.split(',').find_map(|p| p.strip_prefix("hwaddr=")))
+            .unwrap()
+            .to_lowercase()
+    }
+}
+
+impl Drop for LiveNode {
+    fn drop(&mut self) {
+        let _ = self.pve(&["down"]);
+    }
+}
+
+/// Poll `f` every 100 ms until it gives a value; panic after `max`.
+pub fn wait_for<T>(what: &str, max: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t.elapsed() < max,
+            "timed out after {max:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
