@@ -17,7 +17,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{wait_for, LiveNode, E2E_TEMPLATE as TEMPLATE};
@@ -28,20 +28,7 @@ const VMID: &str = "9201";
 
 /// `pct exec` with stdin.
 fn exec_stdin(n: &LiveNode, script: &str, input: &str) {
-    let mut child = n
-        .cmd(&["pct", "exec", VMID, "--", "sh", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = n.exec_stdin(VMID, &["sh", "-c", script], input.as_bytes());
     assert!(
         o.status.success(),
         "exec {script:?}: {}",

@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{wait_for, LiveNode, E2E_TEMPLATE as TEMPLATE};
@@ -79,19 +77,7 @@ fn lxc_lifecycle() {
     // exec: exit code and stdin pass through
     let o = n.pve(&["pct", "exec", "9101", "--", "sh", "-c", "exit 42"]);
     assert_eq!(o.status.code(), Some(42));
-    let mut child = n
-        .cmd(&["pct", "exec", "9101", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"via stdin\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
+    let o = n.exec_stdin("9101", &["cat"], b"via stdin\n");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "via stdin\n");
 
     // push/pull with owner and mode

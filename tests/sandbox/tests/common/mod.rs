@@ -247,6 +247,22 @@ impl LiveNode {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `pct exec <vmid> -- <argv>` with `input` on its stdin; its output.
+    pub fn exec_stdin(&self, vmid: &str, argv: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut args = vec!["pct", "exec", vmid, "--"];
+        args.extend_from_slice(argv);
+        let mut child = self
+            .cmd(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     /// A CT's config file.
     pub fn read_conf(&self, vmid: &str) -> String {
         std::fs::read_to_string(self.root.join(format!("etc/pve/lxc/{vmid}.conf"))).unwrap()
