@@ -8,12 +8,77 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The whole daemon configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+/// The whole daemon configuration (`/etc/1ld/1ld.toml`; every option is
+/// listed, commented, with its default in the shipped file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where the daemon keeps its state (`state.db`, `secrets/`). Mode 0700.
+    pub state_dir: PathBuf,
+    /// `[api]`: the Unix socket and who may use it.
+    pub api: ApiConfig,
     /// `[pve]`: how the Proxmox tools are run.
     pub pve: PveConfig,
+    /// `[ops]`: operations.
+    pub ops: OpsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from(crate::paths::DEFAULT_STATE_DIR),
+            api: ApiConfig::default(),
+            pve: PveConfig::default(),
+            ops: OpsConfig::default(),
+        }
+    }
+}
+
+/// `[api]`: the Unix socket and who may use it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The socket path (ignored under systemd socket activation).
+    pub socket: PathBuf,
+    /// Members may read (GET); the socket file's group.
+    pub group: String,
+    /// Members (and root) may change things.
+    pub admin_group: String,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(crate::paths::DEFAULT_SOCKET),
+            group: "1ld".to_string(),
+            admin_group: "1ld-admin".to_string(),
+            max_body_bytes: 1 << 20,
+        }
+    }
+}
+
+/// `[ops]`: how operations run.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// How many heavy operations (vzdump, restore) run at once.
+    pub heavy_concurrency: usize,
+    /// On SIGTERM, how long running steps get to reach a safe point.
+    pub shutdown_grace_secs: u64,
+    /// Finished operations (and their logs) are kept this many days.
+    pub retention_days: u32,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            heavy_concurrency: 1,
+            shutdown_grace_secs: 30,
+            retention_days: 30,
+        }
+    }
 }
 
 /// `[pve]`: how the Proxmox command-line tools are run.
@@ -103,6 +168,18 @@ impl Config {
         }
         if cfg.pve.long_command_timeout_secs == 0 {
             return Err(bad("pve.long_command_timeout_secs", "must be at least 1"));
+        }
+        if cfg.ops.heavy_concurrency == 0 {
+            return Err(bad("ops.heavy_concurrency", "must be at least 1"));
+        }
+        if cfg.api.max_body_bytes < 1024 {
+            return Err(bad("api.max_body_bytes", "must be at least 1024"));
+        }
+        if !cfg.state_dir.is_absolute() {
+            return Err(bad("state_dir", "must be an absolute path"));
+        }
+        if !cfg.api.socket.is_absolute() {
+            return Err(bad("api.socket", "must be an absolute path"));
         }
         Ok(cfg)
     }

@@ -6,6 +6,12 @@
 //!   parsers of their output; every external command goes through
 //!   [`pve::runner`].
 //! - [`config`]: the daemon's typed TOML configuration.
+//! - [`api`]: wire types shared by daemon and client.
+//! - [`error`]: the daemon's one error type.
+//! - [`paths`]: every filesystem path, overridable for tests.
 
+pub mod api;
 pub mod config;
+pub mod error;
+pub mod paths;
 pub mod pve;
