@@ -9,9 +9,11 @@
 //! - [`api`]: wire types shared by daemon and client.
 //! - [`error`]: the daemon's one error type.
 //! - [`paths`]: every filesystem path, overridable for tests.
+//! - [`store`]: the SQLite state database (migrations, integrity, typed queries).
 
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod paths;
 pub mod pve;
+pub mod store;

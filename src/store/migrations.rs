@@ -1,0 +1,85 @@
+//! The schema, as an append-only list of migrations.
+//!
+//! Invariants:
+//! - [`MIGRATIONS`]`[i]` takes the schema from version `i` to `i + 1`; the
+//!   version is SQLite's `PRAGMA user_version`;
+//! - a migration that has been released is never edited, reordered or
+//!   removed: a change is a new migration appended at the end. The test
+//!   `fixture_schemas_match_the_migrations` compares each released version's
+//!   committed fixture (`tests/fixtures/store/schema-vN.sql`) with what the
+//!   migrations build, so editing a released one fails the build;
+//! - each migration runs in one transaction together with the `user_version`
+//!   bump, so a crash mid-migration leaves the previous version intact.
+
+use rusqlite::Connection;
+
+/// Schema migrations in order; the schema version is their count.
+pub const MIGRATIONS: &[&str] = &[
+    // v1 (issue 3): operations, their logs, persisted (lifecycle) events.
+    r#"
+CREATE TABLE operations (
+    id               TEXT PRIMARY KEY NOT NULL,
+    kind             TEXT NOT NULL,
+    target           TEXT,
+    requestor_uid    INTEGER NOT NULL,
+    requestor_user   TEXT NOT NULL,
+    requestor_pid    INTEGER NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN
+                       ('queued','running','succeeded','failed','cancelled','interrupted')),
+    error_code       TEXT,
+    error_message    TEXT,
+    created_ms       INTEGER NOT NULL,
+    started_ms       INTEGER,
+    finished_ms      INTEGER,
+    progress_step    INTEGER NOT NULL DEFAULT 0,
+    progress_steps   INTEGER NOT NULL DEFAULT 0,
+    progress_name    TEXT NOT NULL DEFAULT '',
+    progress_percent REAL,
+    cancellable      INTEGER NOT NULL DEFAULT 1 CHECK (cancellable IN (0, 1)),
+    payload          TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(payload))
+) STRICT;
+CREATE INDEX operations_by_created ON operations (created_ms DESC, id);
+CREATE INDEX operations_by_status ON operations (status);
+CREATE INDEX operations_by_target ON operations (target) WHERE target IS NOT NULL;
+
+CREATE TABLE op_log (
+    op_id   TEXT NOT NULL REFERENCES operations (id) ON DELETE CASCADE,
+    seq     INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    line    TEXT NOT NULL,
+    PRIMARY KEY (op_id, seq)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE events (
+    seq     INTEGER PRIMARY KEY NOT NULL,
+    time_ms INTEGER NOT NULL,
+    type    TEXT NOT NULL,
+    payload TEXT NOT NULL CHECK (json_valid(payload))
+) STRICT;
+CREATE INDEX events_by_time ON events (time_ms);
+"#,
+];
+
+/// The schema version this binary writes.
+pub fn latest() -> u32 {
+    // The list is a handful of entries; it cannot overflow a u32.
+    u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)
+}
+
+/// Reads `PRAGMA user_version`.
+pub fn version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, u32>(0))
+}
+
+/// Applies the migrations after `from`, each in its own transaction with its
+/// version bump. The caller has checked that `from <= latest()`.
+pub fn apply(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        // PRAGMA does not take bound parameters; `i + 1` is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
