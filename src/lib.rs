@@ -10,10 +10,14 @@
 //! - [`error`]: the daemon's one error type.
 //! - [`paths`]: every filesystem path, overridable for tests.
 //! - [`store`]: the SQLite state database (migrations, integrity, typed queries).
+//! - [`secrets`]: root-only secret files and the [`secrets::Redactor`].
+//! - [`events`]: the bounded event bus (`GET /v1/events`).
 
 pub mod api;
 pub mod config;
 pub mod error;
 pub mod paths;
 pub mod pve;
+pub mod events;
+pub mod secrets;
 pub mod store;
