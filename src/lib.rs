@@ -12,12 +12,14 @@
 //! - [`store`]: the SQLite state database (migrations, integrity, typed queries).
 //! - [`secrets`]: root-only secret files and the [`secrets::Redactor`].
 //! - [`events`]: the bounded event bus (`GET /v1/events`).
+//! - [`ops`]: operations (submit, progress, log, cancel, compensation, locks, recovery) and their kinds.
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod events;
+pub mod ops;
 pub mod paths;
 pub mod pve;
-pub mod events;
 pub mod secrets;
 pub mod store;

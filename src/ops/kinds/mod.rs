@@ -1,0 +1,18 @@
+//! Operation kinds: one module per kind, each an [`OpTask`] plus the
+//! function that rebuilds it from its persisted payload.
+//!
+//! Invariant: every kind the daemon can submit is listed in [`rebuild`], so
+//! an operation interrupted by a crash can always be compensated.
+
+use super::OpTask;
+
+pub mod template_download;
+
+/// Rebuilds any known kind from its persisted payload (for
+/// [`Ops::recover`](super::Ops::recover)).
+pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask>> {
+    match kind {
+        template_download::KIND => template_download::rebuild(payload),
+        _ => None,
+    }
+}
