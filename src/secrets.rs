@@ -304,6 +304,77 @@ impl Secrets {
     }
 }
 
+/// A [`MakeWriter`](tracing_subscriber::fmt::MakeWriter) that redacts the
+/// daemon's own log lines: each event is buffered whole and written through
+/// [`Redactor::redact`] when the writer is flushed or dropped (the fmt layer
+/// makes one writer per event). Use it around stderr; other sinks (journald)
+/// need their own redaction.
+#[derive(Debug, Clone)]
+pub struct RedactingMakeWriter<M> {
+    inner: M,
+    redactor: Redactor,
+}
+
+impl<M> RedactingMakeWriter<M> {
+    /// Wraps `inner` (e.g. `std::io::stderr`).
+    pub fn new(inner: M, redactor: Redactor) -> Self {
+        Self { inner, redactor }
+    }
+}
+
+impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::MakeWriter<'a>
+    for RedactingMakeWriter<M>
+{
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            inner: self.inner.make_writer(),
+            redactor: self.redactor.clone(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// One event's writer of [`RedactingMakeWriter`].
+#[derive(Debug)]
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    redactor: Redactor,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> RedactingWriter<W> {
+    fn emit(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&self.buf);
+        let out = self.redactor.redact(&text).into_owned();
+        self.buf.clear();
+        self.inner.write_all(out.as_bytes())?;
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.emit()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        // Nowhere to report a failed log write.
+        let _ = self.emit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,5 +476,34 @@ mod tests {
             );
             assert!(s.put(bad, "k", "v").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tracing_writer_redacts_whole_events() {
+        use tracing_subscriber::fmt::MakeWriter;
+        #[derive(Clone, Default)]
+        struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, d: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("sink").extend_from_slice(d);
+                Ok(d.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let r = Redactor::new();
+        r.add("topsecret");
+        let s2 = sink.clone();
+        let mw = RedactingMakeWriter::new(move || s2.clone(), r);
+        {
+            let mut w = mw.make_writer();
+            // A value split across writes is still caught.
+            w.write_all(b"INFO token=top").expect("write");
+            w.write_all(b"secret done\n").expect("write");
+        }
+        let out = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf8");
+        assert_eq!(out, "INFO token=*** done\n");
     }
 }
