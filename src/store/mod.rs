@@ -177,9 +177,10 @@ impl Store {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(|e| classify(&path, e))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Sqlite {
+            return Err(StoreError::Decode {
                 path: path.clone(),
-                source: rusqlite::Error::InvalidQuery,
+                what: "journal_mode",
+                detail: format!("SQLite kept journal mode '{mode}'; 1ldd needs WAL (is the file on a filesystem without shared-memory support?)"),
             });
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
