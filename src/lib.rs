@@ -13,6 +13,7 @@
 //! - [`secrets`]: root-only secret files and the [`secrets::Redactor`].
 //! - [`events`]: the bounded event bus (`GET /v1/events`).
 //! - [`ops`]: operations (submit, progress, log, cancel, compensation, locks, recovery) and their kinds.
+//! - [`server`]: the API server on the Unix socket (roles, errors, handlers, OpenAPI).
 
 pub mod api;
 pub mod config;
@@ -22,4 +23,5 @@ pub mod ops;
 pub mod paths;
 pub mod pve;
 pub mod secrets;
+pub mod server;
 pub mod store;

@@ -5,7 +5,7 @@
 //! unknown fields; times are RFC 3339 UTC strings; enums are snake_case.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 /// The API versions this daemon serves.
 pub const API_VERSIONS: &[&str] = &["v1"];
@@ -169,4 +169,142 @@ pub struct Event {
     /// Family-specific data.
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
+}
+
+/// The API extensions this daemon announces in [`RootInfo::api_extensions`].
+pub const API_EXTENSIONS: &[&str] = &["operations", "events", "templates", "host"];
+
+/// `GET /v1/host`: the facts a client needs to validate a deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HostInfo {
+    /// The Proxmox VE node.
+    pub pve: PveInfo,
+    /// Storages with their content types and space.
+    pub storages: Vec<StorageInfo>,
+    /// Linux bridges guests can attach to (`vmbr0`, ...), sorted.
+    pub bridges: Vec<String>,
+    /// Container templates.
+    pub templates: HostTemplates,
+    /// Facts that could not be read; the rest of the answer is still valid
+    /// (e.g. "template index unavailable ...; run `pveam update`").
+    pub warnings: Vec<String>,
+}
+
+/// The Proxmox VE version and node name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PveInfo {
+    /// The full `pve-manager` version (`8.2.4`, `9.0.0~22`).
+    pub version: String,
+    /// Its major version (8, 9, ...).
+    pub major: u32,
+    /// The running kernel, when `pveversion` prints it.
+    pub kernel: Option<String>,
+    /// The node name.
+    pub node: String,
+}
+
+/// One storage of the node (`pvesm status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StorageInfo {
+    /// Storage id (`local`, `local-lvm`).
+    pub name: String,
+    /// Storage type (`dir`, `lvmthin`, `zfspool`, `nfs`, ...).
+    #[serde(rename = "type")]
+    pub storage_type: String,
+    /// `active`, `inactive`, `disabled` or what the tool printed.
+    pub state: String,
+    /// Content types it accepts (`rootdir`, `images`, `vztmpl`, `backup`, `iso`, `snippets`).
+    pub content: Vec<String>,
+    /// Total space in bytes.
+    pub total_bytes: u64,
+    /// Used space in bytes.
+    pub used_bytes: u64,
+    /// Free space in bytes.
+    pub avail_bytes: u64,
+}
+
+/// Templates offered by the appliance index and templates already on storages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostTemplates {
+    /// From the appliance index (`pveam available`).
+    pub available: Vec<AvailableTemplate>,
+    /// On the node's template storages (`pveam list <storage>`).
+    pub downloaded: Vec<DownloadedTemplate>,
+}
+
+/// A template the appliance index offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AvailableTemplate {
+    /// `system`, `mail`, `turnkeylinux`, ...
+    pub section: String,
+    /// The file name to pass as `template` to `POST /v1/templates`.
+    pub name: String,
+    /// Architecture, where the index says (PVE ≥ 9.2.7).
+    pub arch: Option<String>,
+}
+
+/// A template stored on a storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DownloadedTemplate {
+    /// The storage holding it.
+    pub storage: String,
+    /// Its volume id (`local:vztmpl/<file>`), what a deploy's `ostemplate` names.
+    pub volid: String,
+    /// Size in bytes, where known.
+    pub size_bytes: Option<u64>,
+}
+
+/// `POST /v1/templates`: download a template from the appliance index onto a storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRequest {
+    /// A storage with content type `vztmpl` (see `GET /v1/host`).
+    pub storage: String,
+    /// A file name from the appliance index (`GET /v1/host` → `templates.available[].name`).
+    pub template: String,
+}
+
+/// Query of `GET /v1/operations`: every given filter must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OperationsQuery {
+    /// Only operations in these states, comma-separated (`queued,running`).
+    pub status: Option<String>,
+    /// Only operations of this kind (`template.download`, ...).
+    pub kind: Option<String>,
+    /// Only operations on this target (`ct/140`, `template/local/<file>`).
+    pub target: Option<String>,
+    /// At most this many (newest first); default 100, at most 1000.
+    pub limit: Option<u32>,
+}
+
+/// Query of `GET /v1/operations/{id}/log`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// Where to start reading: `next_offset` of the previous chunk; default 0.
+    pub offset: Option<u64>,
+}
+
+/// Query of `GET /v1/operations/{id}/wait`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Seconds to wait for the operation to end; default 30, at most 300.
+    /// The current state is returned when it passes.
+    pub timeout: Option<u64>,
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Comma-separated event types: `operation`, `lifecycle`, `health`,
+    /// `backup`. Default: all of them.
+    #[serde(rename = "type")]
+    pub types: Option<String>,
 }

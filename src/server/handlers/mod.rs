@@ -1,0 +1,13 @@
+//! Request handlers; each file mirrors a URL (`/v1/host` → [`host`],
+//! `/v1/operations/...` → [`operations`], ...).
+//!
+//! Invariants: handlers return `Result<_, crate::error::Error>` and never
+//! map errors to statuses themselves ([`super::error`] does); each carries
+//! a `#[utoipa::path]` listed in [`openapi::ApiDoc`].
+
+pub mod events;
+pub mod host;
+pub mod openapi;
+pub mod operations;
+pub mod root;
+pub mod templates;

@@ -1,0 +1,91 @@
+//! `GET /v1/openapi.json`: the OpenAPI document, generated from the code.
+//!
+//! Every handler's `#[utoipa::path]` and every wire type is listed in
+//! [`ApiDoc`]; `tests/api.rs` compares the served document with the golden
+//! `tests/fixtures/openapi.json`, so a change of the API surface is a
+//! deliberate, reviewed diff.
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use utoipa::OpenApi;
+
+use crate::api;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "1ld",
+        version = "v1",
+        description = "The 1ld daemon's API on its Unix socket (/run/1ld/1ld.sock). \
+                       Roles come from the connection's peer credentials: admin (root or \
+                       `[api] admin_group`), viewer (`[api] group`, GET only, no logs)."
+    ),
+    paths(
+        super::root::get_root,
+        super::host::get_host,
+        super::operations::list_operations,
+        super::operations::get_operation,
+        super::operations::get_operation_log,
+        super::operations::wait_operation,
+        super::operations::cancel_operation,
+        super::templates::post_templates,
+        super::events::get_events,
+        get_openapi,
+    ),
+    components(schemas(
+        api::ApiErrorBody,
+        api::ApiErrorInner,
+        api::RootInfo,
+        api::Requestor,
+        api::OpStatus,
+        api::Progress,
+        api::Operation,
+        api::OpLogChunk,
+        api::EventType,
+        api::Event,
+        api::HostInfo,
+        api::PveInfo,
+        api::StorageInfo,
+        api::HostTemplates,
+        api::AvailableTemplate,
+        api::DownloadedTemplate,
+        api::TemplateRequest,
+    )),
+    tags(
+        (name = "root", description = "Versions and extensions"),
+        (name = "host", description = "The Proxmox node"),
+        (name = "operations", description = "Long-running host changes"),
+        (name = "templates", description = "Container templates"),
+        (name = "events", description = "The event stream"),
+        (name = "openapi", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialize the OpenAPI document");
+            "{}".to_string()
+        })
+    })
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "openapi",
+    responses(
+        (status = 200, description = "OpenAPI 3 document", content_type = "application/json", body = Object),
+        (status = 403, description = "No role", body = crate::api::ApiErrorBody),
+    )
+)]
+pub async fn get_openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}

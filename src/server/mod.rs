@@ -1,0 +1,181 @@
+//! The API server: axum over the Unix socket, HTTP/1.1 + JSON.
+//!
+//! What this module owns:
+//! - [`AppState`]: what the daemon hands the server (config, `pve`, store,
+//!   operations, events, secrets);
+//! - [`router`] / [`serve`]: the routes (handler files mirror URLs, see
+//!   [`handlers`]), the role layer ([`auth`]), graceful shutdown;
+//! - [`socket`]: binding the socket or taking it from systemd;
+//! - [`error`]: the one mapping of errors to HTTP responses.
+//!
+//! Invariants:
+//! - every request passes [`auth::authorize`] first (the fallbacks too), so
+//!   a caller without a role gets 403 before anything else is looked at;
+//! - every non-2xx response has the body `{"error":{"code","message"}}`;
+//! - no handler spawns a process for host changes: those are operations
+//!   ([`crate::ops`]); handlers only read (`GET /v1/host` reads through
+//!   [`crate::pve`]);
+//! - on shutdown, streams (`/v1/events`) and long polls (`wait`) end at once,
+//!   and the server stops within [`DRAIN`] even if a client hangs.
+//!
+//! Adding a resource: a handler file under `handlers/` mirroring its URL,
+//! its routes in [`router`], its paths and schemas in
+//! [`handlers::openapi::ApiDoc`], and the golden `tests/fixtures/openapi.json`
+//! updated (`UPDATE_GOLDEN=1 cargo test --test api`).
+
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod socket;
+
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::ops::Ops;
+use crate::pve::Pve;
+use crate::secrets::Secrets;
+use crate::store::Store;
+
+pub use auth::{Caller, Peer, PeerInfo, Role};
+pub use socket::{bind, from_systemd, SocketError, SOCKET_MODE};
+
+/// After the shutdown signal, how long open connections get to finish.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// The configuration as the daemon shares it: replaced as a whole on reload
+/// (SIGHUP), read as a cheap snapshot by each request.
+pub type SharedConfig = Arc<RwLock<Arc<Config>>>;
+
+/// Everything a request may need, built by the daemon at startup.
+#[derive(Clone)]
+pub struct AppState {
+    /// The current configuration (SIGHUP swaps the inner `Arc`).
+    pub config: SharedConfig,
+    /// The Proxmox tools, when they were found at startup; `None` makes
+    /// `GET /v1/host` retry detection and answer 503 naming what is missing.
+    pub pve: Option<Pve>,
+    /// The state database.
+    pub store: Store,
+    /// Operations.
+    pub ops: Ops,
+    /// The event bus.
+    pub events: EventBus,
+    /// Secrets and the redactor.
+    pub secrets: Secrets,
+    /// When the daemon started.
+    pub started: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("pve", &self.pve)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// A snapshot of the current configuration.
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => Arc::clone(&c),
+            // A writer only swaps an Arc; a poisoned lock still holds a valid one.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+}
+
+/// The server's own shared state: the daemon's plus the role cache and the
+/// shutdown token streams and long polls watch.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The daemon's state.
+    pub app: AppState,
+    /// Role lookups.
+    pub roles: auth::Roles,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+}
+
+/// The whole API as a router (shutdown token never cancelled; [`serve`]
+/// uses its own). Requests need a [`PeerInfo`] connect info to get a role.
+pub fn router(state: AppState) -> Router {
+    router_with(state, CancellationToken::new())
+}
+
+fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
+    use handlers::{events, host, openapi, operations, root, templates};
+    let ctx = Arc::new(Ctx {
+        app: state,
+        roles: auth::Roles::new(),
+        shutdown,
+    });
+    let v1 = Router::new()
+        .route("/host", get(host::get_host))
+        .route("/operations", get(operations::list_operations))
+        .route(
+            "/operations/{id}",
+            get(operations::get_operation).delete(operations::cancel_operation),
+        )
+        .route("/operations/{id}/log", get(operations::get_operation_log))
+        .route("/operations/{id}/wait", get(operations::wait_operation))
+        .route("/templates", axum::routing::post(templates::post_templates))
+        .route("/events", get(events::get_events))
+        .route("/openapi.json", get(openapi::get_openapi));
+    Router::new()
+        .route("/", get(root::get_root))
+        .nest("/v1", v1)
+        .fallback(error::unknown_route)
+        .method_not_allowed_fallback(error::wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&ctx),
+            auth::authorize,
+        ))
+        .with_state(ctx)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then stops
+/// accepting, ends event streams and long polls, and lets open requests
+/// finish for at most [`DRAIN`].
+pub async fn serve(
+    listener: UnixListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let token = CancellationToken::new();
+    let app = router_with(state, token.clone());
+    let signal = {
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("API server shutting down");
+            token.cancel();
+        }
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<PeerInfo>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
+    tokio::select! {
+        r = server => r,
+        () = async {
+            token.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            tracing::warn!(drain = ?DRAIN, "connections still open after the drain; closing them");
+            Ok(())
+        }
+    }
+}

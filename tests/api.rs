@@ -1,0 +1,954 @@
+//! The daemon's API, end to end: the daemon in-process on a temp socket
+//! (see `daemon/mod.rs`), real Proxmox tools from the sandbox node (no
+//! containers), real HTTP over the Unix socket. No mocks of our own code.
+//!
+//! Root tier (`PVE_SANDBOX_E2E=1`, set by `make test`; fails when not root):
+//! roles with real users and groups created for the test.
+
+mod daemon;
+
+use std::time::Duration;
+
+use daemon::{Client, Daemon, Options, LIMIT, TINY};
+use hyper::Method;
+use oneld::api::{EventType, HostInfo, OpLogChunk, OpStatus, Operation, RootInfo, API_EXTENSIONS};
+use serde_json::{json, Value};
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openapi.json");
+
+fn download(template: &str) -> Value {
+    json!({"storage": "local", "template": template})
+}
+
+async fn post_download(c: &Client) -> Operation {
+    let r = c.post("/v1/templates", &download(TINY)).await.expect(202);
+    let op: Operation = r.json();
+    let loc = r
+        .headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(loc, format!("/v1/operations/{}", op.id));
+    op
+}
+
+async fn wait_final(c: &Client, id: &str) -> Operation {
+    let op: Operation = c
+        .get(&format!("/v1/operations/{id}/wait?timeout=15"))
+        .await
+        .expect(200)
+        .json();
+    assert!(op.status.is_final(), "not final after wait: {op:?}");
+    op
+}
+
+#[tokio::test]
+async fn root_announces_versions_and_extensions() {
+    let d = Daemon::start();
+    let info: RootInfo = d.client().get("/").await.expect(200).json();
+    assert_eq!(info.api_versions, ["v1"]);
+    assert_eq!(info.api_extensions, API_EXTENSIONS);
+    assert_eq!(info.daemon_version, env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn openapi_matches_the_golden_file() {
+    let d = Daemon::with(Options {
+        sandbox: false,
+        ..Options::default()
+    })
+    .expect("daemon");
+    let r = d.client().get("/v1/openapi.json").await.expect(200);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let served: Value = r.json();
+    let pretty = serde_json::to_string_pretty(&served).expect("json") + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(GOLDEN, &pretty).expect("write golden");
+        return;
+    }
+    let golden = std::fs::read_to_string(GOLDEN).unwrap_or_default();
+    let golden_value: Value = serde_json::from_str(&golden).unwrap_or(Value::Null);
+    if golden_value != served {
+        let diff = diff_lines(&golden, &pretty);
+        panic!(
+            "the API surface changed: GET /v1/openapi.json differs from {GOLDEN}.\n\
+             If the change is intended, run with UPDATE_GOLDEN=1 \
+             (`UPDATE_GOLDEN=1 cargo test -p oneld --test api openapi`) and commit the file.\n\
+             First differences (- golden, + served):\n{diff}"
+        );
+    }
+    // Every route is documented.
+    let paths = served["paths"].as_object().expect("paths");
+    for p in [
+        "/",
+        "/v1/host",
+        "/v1/operations",
+        "/v1/operations/{id}",
+        "/v1/operations/{id}/log",
+        "/v1/operations/{id}/wait",
+        "/v1/templates",
+        "/v1/events",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+}
+
+/// The first differing lines, for the golden failure message.
+fn diff_lines(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    let mut out = String::new();
+    let (mut i, mut shown) = (0, 0);
+    while (i < a.len() || i < b.len()) && shown < 20 {
+        let (x, y) = (a.get(i), b.get(i));
+        if x != y {
+            if let Some(x) = x {
+                out += &format!("{:>5} - {x}\n", i + 1);
+            }
+            if let Some(y) = y {
+                out += &format!("{:>5} + {y}\n", i + 1);
+            }
+            shown += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_have_the_error_body() {
+    let d = Daemon::with(Options {
+        sandbox: false,
+        ..Options::default()
+    })
+    .expect("daemon");
+    let c = d.client();
+    let (code, msg) = c.get("/v1/nope").await.expect(404).error();
+    assert_eq!(code, "not_found");
+    assert!(msg.contains("/v1/nope"), "{msg}");
+    c.get("/v2/host").await.expect(404);
+
+    let r = c
+        .raw(Method::PUT, "/v1/host", &[], Vec::new())
+        .await
+        .expect(405);
+    assert_eq!(r.error().0, "method_not_allowed");
+    let allow = r
+        .headers
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(allow.contains("GET"), "Allow: {allow:?}");
+    c.raw(Method::POST, "/v1/operations", &[], Vec::new())
+        .await
+        .expect(405);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_naming_the_field() {
+    let d = Daemon::start();
+    let c = d.client();
+    let (code, msg) = c
+        .post(
+            "/v1/templates",
+            &json!({"storage": "local", "template": TINY, "foo": 1}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert_eq!(code, "bad_request");
+    assert!(
+        msg.contains("unknown field `foo`") && msg.contains("`storage`"),
+        "{msg}"
+    );
+
+    let (_, msg) = c
+        .post("/v1/templates", &json!({"template": TINY}))
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("missing field `storage`"), "{msg}");
+
+    let (_, msg) = c
+        .post("/v1/templates", &json!({"storage": 7, "template": TINY}))
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("storage"), "{msg}");
+
+    let (_, msg) = c
+        .post(
+            "/v1/templates",
+            &json!({"storage": "local", "template": "../etc/passwd"}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("template"), "{msg}");
+
+    let (_, msg) = c
+        .raw(
+            Method::POST,
+            "/v1/templates",
+            &[("content-type", "application/json")],
+            b"{\"storage\": ".to_vec(),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("not valid JSON"), "{msg}");
+
+    let (_, msg) = c
+        .raw(
+            Method::POST,
+            "/v1/templates",
+            &[],
+            serde_json::to_vec(&download(TINY)).expect("json"),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("Content-Type"), "{msg}");
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let d = Daemon::with(Options {
+        config: Box::new(|c| c.api.max_body_bytes = 1024),
+        ..Options::default()
+    })
+    .expect("daemon");
+    let c = d.client();
+    let big = format!(
+        "{{\"storage\":\"local\",\"template\":\"{}\"}}",
+        "x".repeat(2048)
+    );
+    let (code, msg) = c
+        .raw(
+            Method::POST,
+            "/v1/templates",
+            &[("content-type", "application/json")],
+            big.into_bytes(),
+        )
+        .await
+        .expect(413)
+        .error();
+    assert_eq!(code, "payload_too_large");
+    assert!(
+        msg.contains("1024") && msg.contains("max_body_bytes"),
+        "{msg}"
+    );
+    // Just under the limit is read, and judged on its content.
+    let ok = format!(
+        "{{\"storage\":\"local\",\"template\":\"{}\"}}",
+        "x".repeat(900)
+    );
+    let (code, msg) = c
+        .raw(
+            Method::POST,
+            "/v1/templates",
+            &[("content-type", "application/json")],
+            ok.into_bytes(),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert_eq!(code, "bad_request");
+    assert!(msg.contains("template"), "{msg}");
+}
+
+#[tokio::test]
+async fn bad_queries_are_400_naming_the_parameter() {
+    let d = Daemon::start();
+    let c = d.client();
+    let (_, msg) = c
+        .get("/v1/operations?status=bogus")
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("`status`") && msg.contains("bogus"), "{msg}");
+    let (_, msg) = c.get("/v1/operations?colour=red").await.expect(400).error();
+    assert!(msg.contains("unknown field `colour`"), "{msg}");
+    let (_, msg) = c.get("/v1/operations?limit=lots").await.expect(400).error();
+    assert!(msg.contains("limit"), "{msg}");
+    let (_, msg) = c
+        .get("/v1/events?type=operation,gossip")
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("`type`") && msg.contains("gossip"), "{msg}");
+    let op = post_download(&c).await;
+    let (_, msg) = c
+        .get(&format!("/v1/operations/{}/log?offset=-1", op.id))
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("offset"), "{msg}");
+}
+
+#[tokio::test]
+async fn unknown_operations_are_404() {
+    let d = Daemon::start();
+    let c = d.client();
+    for path in [
+        "/v1/operations/0000000000000000",
+        "/v1/operations/0000000000000000/log",
+        "/v1/operations/0000000000000000/wait?timeout=1",
+    ] {
+        let (code, _) = c.get(path).await.expect(404).error();
+        assert_eq!(code, "not_found", "{path}");
+    }
+    c.delete("/v1/operations/0000000000000000")
+        .await
+        .expect(404);
+}
+
+#[tokio::test]
+async fn host_lists_storages_bridges_and_templates() {
+    let d = Daemon::start();
+    let host: HostInfo = d.client().get("/v1/host").await.expect(200).json();
+    assert_eq!(host.pve.major, 9);
+    assert_eq!(host.pve.node, "pve");
+    let local = host
+        .storages
+        .iter()
+        .find(|s| s.name == "local")
+        .expect("local");
+    assert_eq!(local.storage_type, "dir");
+    assert_eq!(local.state, "active");
+    assert_eq!(local.content, ["vztmpl", "backup", "iso"]);
+    assert!(local.total_bytes > 0 && local.avail_bytes > 0);
+    let ctdata = host
+        .storages
+        .iter()
+        .find(|s| s.name == "ctdata")
+        .expect("ctdata");
+    assert_eq!(ctdata.content, ["rootdir", "images"]);
+    assert!(
+        host.templates.available.iter().any(|t| t.name == TINY),
+        "{:?}",
+        host.templates.available
+    );
+    assert!(host.templates.downloaded.is_empty());
+    assert!(host.warnings.is_empty(), "{:?}", host.warnings);
+    // Bridges are the host's own (whatever it has); each is a bridge.
+    for b in &host.bridges {
+        assert!(std::path::Path::new("/sys/class/net")
+            .join(b)
+            .join("bridge")
+            .is_dir());
+    }
+
+    // After a download the template shows up as downloaded.
+    let c = d.client();
+    let op = post_download(&c).await;
+    assert_eq!(wait_final(&c, &op.id).await.status, OpStatus::Succeeded);
+    let host: HostInfo = c.get("/v1/host").await.expect(200).json();
+    assert_eq!(host.templates.downloaded.len(), 1);
+    assert_eq!(
+        host.templates.downloaded[0].volid,
+        format!("local:vztmpl/{TINY}")
+    );
+}
+
+#[tokio::test]
+async fn host_is_503_naming_the_missing_tool() {
+    let d = Daemon::with(Options {
+        sandbox: false,
+        ..Options::default()
+    })
+    .expect("daemon starts without the Proxmox tools");
+    let (code, msg) = d.client().get("/v1/host").await.expect(503).error();
+    assert_eq!(code, "dependency_down");
+    assert!(
+        msg.contains("pveversion") && msg.contains("[pve] bin_dir"),
+        "{msg}"
+    );
+    // Operations needing the tools are refused, not crashed.
+    let c = d.client();
+    let op = post_download(&c).await;
+    let op = wait_final(&c, &op.id).await;
+    assert_eq!(op.status, OpStatus::Failed, "{op:?}");
+}
+
+#[tokio::test]
+async fn internal_errors_do_not_leak_detail() {
+    let d = Daemon::start();
+    // `pvesm status` prints junk: a parse error, which is a bug-class 500.
+    d.tools().faults(&["pvesm status garbage"]);
+    let r = d.client().get("/v1/host").await.expect(500);
+    let (code, msg) = r.error();
+    assert_eq!(code, "internal");
+    assert!(msg.contains("journalctl"), "{msg}");
+    let body = r.text();
+    for leak in ["pvesm", "parse", "status", "line"] {
+        assert!(!body.contains(leak), "500 body leaks `{leak}`: {body}");
+    }
+}
+
+#[tokio::test]
+async fn template_download_is_an_operation_with_ordered_events_and_an_audit_trail() {
+    let d = Daemon::start();
+    let c = d.client();
+    let mut events = c.events("/v1/events?type=operation,lifecycle").await;
+
+    let op = post_download(&c).await;
+    assert_eq!(op.kind, "template.download");
+    assert_eq!(
+        op.target.as_deref(),
+        Some(&*format!("template/local/{TINY}"))
+    );
+    assert_eq!(op.requestor.uid, nix::unistd::geteuid().as_raw());
+    assert_eq!(op.requestor.pid, std::process::id() as i32);
+
+    let seen = events
+        .until(LIMIT, |e| {
+            e.kind == EventType::Operation
+                && e.payload["id"] == op.id.as_str()
+                && e.payload["status"] == "succeeded"
+        })
+        .await;
+    // Strictly increasing sequence numbers, in publication order.
+    for w in seen.windows(2) {
+        assert!(w[0].seq < w[1].seq, "{seen:#?}");
+    }
+    // The operation's states only move forward: queued → running → succeeded.
+    let rank = |s: &str| match s {
+        "queued" => 0,
+        "running" => 1,
+        _ => 2,
+    };
+    let states: Vec<&str> = seen
+        .iter()
+        .filter(|e| e.kind == EventType::Operation && e.payload["id"] == op.id.as_str())
+        .filter_map(|e| e.payload["status"].as_str())
+        .collect();
+    assert_eq!(states.first(), Some(&"queued"), "{states:?}");
+    assert!(states.contains(&"running"), "{states:?}");
+    assert!(
+        states.windows(2).all(|w| rank(w[0]) <= rank(w[1])),
+        "{states:?}"
+    );
+    // Progress reached the last step.
+    let last = seen.last().expect("events");
+    assert_eq!(
+        last.payload["progress"]["step"],
+        last.payload["progress"]["steps"]
+    );
+
+    // The audit event of the POST: after the operation was queued (the
+    // handler submitted it), with who asked and the answer.
+    let audit_at = |evs: &[oneld::api::Event]| {
+        evs.iter().position(|e| {
+            e.kind == EventType::Lifecycle
+                && e.payload["path"] == "/v1/templates"
+                && e.payload["method"] == "POST"
+        })
+    };
+    let seen = match audit_at(&seen) {
+        Some(_) => seen,
+        None => {
+            let mut more = seen;
+            more.extend(
+                events
+                    .until(LIMIT, |e| {
+                        e.kind == EventType::Lifecycle && e.payload["path"] == "/v1/templates"
+                    })
+                    .await,
+            );
+            more
+        }
+    };
+    let i = audit_at(&seen).expect("audit event");
+    let queued = seen
+        .iter()
+        .position(|e| e.payload["status"] == "queued")
+        .expect("queued event");
+    assert!(
+        queued < i,
+        "audit before the operation was queued: {seen:#?}"
+    );
+    let audit = &seen[i].payload;
+    assert_eq!(audit["status"], 202);
+    assert_eq!(audit["role"], "admin");
+    assert_eq!(audit["requestor"]["uid"], nix::unistd::geteuid().as_raw());
+    assert_eq!(audit["requestor"]["pid"], std::process::id());
+    assert!(audit["requestor"]["user"]
+        .as_str()
+        .is_some_and(|u| !u.is_empty()));
+
+    // The operation as stored: listed, filtered, with its log.
+    let list: Vec<Operation> = c
+        .get("/v1/operations?status=succeeded&kind=template.download")
+        .await
+        .expect(200)
+        .json();
+    assert!(list.iter().any(|o| o.id == op.id));
+    let none: Vec<Operation> = c
+        .get("/v1/operations?status=failed,cancelled")
+        .await
+        .expect(200)
+        .json();
+    assert!(none.iter().all(|o| o.id != op.id));
+    let log: OpLogChunk = c
+        .get(&format!("/v1/operations/{}/log", op.id))
+        .await
+        .expect(200)
+        .json();
+    assert!(log.complete && !log.lines.is_empty(), "{log:?}");
+    let rest: OpLogChunk = c
+        .get(&format!(
+            "/v1/operations/{}/log?offset={}",
+            op.id, log.next_offset
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert!(rest.lines.is_empty() && rest.complete);
+}
+
+#[tokio::test]
+async fn newest_operations_first_and_limit() {
+    let d = Daemon::start();
+    let c = d.client();
+    let first = post_download(&c).await;
+    wait_final(&c, &first.id).await;
+    let second = post_download(&c).await;
+    wait_final(&c, &second.id).await;
+    let list: Vec<Operation> = c.get("/v1/operations").await.expect(200).json();
+    let ids: Vec<&str> = list.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, [second.id.as_str(), first.id.as_str()]);
+    let one: Vec<Operation> = c.get("/v1/operations?limit=1").await.expect(200).json();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].id, second.id);
+    let by_target: Vec<Operation> = c
+        .get(&format!("/v1/operations?target=template/local/{TINY}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(by_target.len(), 2);
+}
+
+#[tokio::test]
+async fn a_held_target_is_409_naming_the_holder() {
+    let d = Daemon::start();
+    d.tools().faults(&["pveam download delay 3000"]);
+    let c = d.client();
+    let first = post_download(&c).await;
+    let (code, msg) = c
+        .post("/v1/templates", &download(TINY))
+        .await
+        .expect(409)
+        .error();
+    assert_eq!(code, "locked");
+    assert!(msg.contains(&first.id), "{msg}");
+    assert_eq!(wait_final(&c, &first.id).await.status, OpStatus::Succeeded);
+    // Released: the next one is accepted.
+    post_download(&c).await;
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_operation_and_a_finished_one_is_422() {
+    let d = Daemon::start();
+    d.tools().faults(&["pveam download hang"]);
+    let c = d.client();
+    let op = post_download(&c).await;
+    daemon::wait_for("the download to run", LIMIT, || async {
+        let o: Operation = c.get(&format!("/v1/operations/{}", op.id)).await.json();
+        (o.status == OpStatus::Running && o.cancellable && o.progress.step >= 4).then_some(())
+    })
+    .await;
+    c.delete(&format!("/v1/operations/{}", op.id))
+        .await
+        .expect(200);
+    let done = wait_final(&c, &op.id).await;
+    assert_eq!(done.status, OpStatus::Cancelled, "{done:?}");
+
+    let (code, msg) = c
+        .delete(&format!("/v1/operations/{}", op.id))
+        .await
+        .expect(422)
+        .error();
+    assert_eq!(code, "invalid_state");
+    assert!(msg.contains(&op.id) || msg.contains("cancelled"), "{msg}");
+}
+
+#[tokio::test]
+async fn wait_returns_the_current_state_at_the_timeout() {
+    let d = Daemon::start();
+    d.tools().faults(&["pveam download delay 4000"]);
+    let c = d.client();
+    let op = post_download(&c).await;
+    let start = std::time::Instant::now();
+    let now: Operation = c
+        .get(&format!("/v1/operations/{}/wait?timeout=1", op.id))
+        .await
+        .expect(200)
+        .json();
+    assert!(!now.status.is_final(), "{now:?}");
+    assert!(start.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn requests_without_peer_credentials_are_403() {
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = oneld::config::Config {
+        state_dir: dir.path().join("state"),
+        ..oneld::config::Config::default()
+    };
+    cfg.pve.bin_dir = Some(dir.path().join("none"));
+    cfg.pve.node = Some("pve".into());
+    let (state, _ops) = daemon::build_state(cfg).await.expect("state");
+    let app = oneld::server::router(state);
+    for (method, path) in [("GET", "/"), ("GET", "/v1/nope"), ("POST", "/v1/templates")] {
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let resp = app.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(resp.status(), 403, "{method} {path}");
+    }
+}
+
+#[tokio::test]
+async fn a_live_socket_is_never_taken_over_and_a_stale_one_is() {
+    let mut first = Daemon::with(Options {
+        sandbox: false,
+        ..Options::default()
+    })
+    .expect("first daemon");
+    let socket = first.socket.clone();
+    let e = Daemon::with(Options {
+        sandbox: false,
+        socket: Some(socket.clone()),
+        ..Options::default()
+    })
+    .err()
+    .expect("second daemon refused");
+    assert!(
+        e.contains("another 1ldd is listening") && e.contains("systemctl stop 1ld"),
+        "{e}"
+    );
+    // The first is unharmed.
+    first.client().get("/").await.expect(200);
+    first.stop();
+    // Its socket file is stale now; a new daemon replaces it.
+    let second = Daemon::with(Options {
+        sandbox: false,
+        socket: Some(socket),
+        ..Options::default()
+    })
+    .expect("daemon on a stale socket");
+    second.client().get("/").await.expect(200);
+}
+
+// ---- Roles with real users (root tier) -------------------------------------
+
+/// Set in the environment of a client child: its requests, as JSON.
+const CLIENT_ENV: &str = "ONELD_API_TEST_CLIENT";
+
+/// Not a test of its own: the body of the client child processes that
+/// `roles_with_real_users` runs as other users (this test binary, filtered to
+/// this function). Without the variable it does nothing.
+#[test]
+fn role_client() {
+    let Ok(spec) = std::env::var(CLIENT_ENV) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&spec).expect("client spec");
+    let socket = std::path::PathBuf::from(spec["socket"].as_str().expect("socket"));
+    if let Err(e) = std::os::unix::net::UnixStream::connect(&socket) {
+        println!(
+            "CLIENT-RESULT {}",
+            json!({"connect_error": format!("{:?}", e.kind())})
+        );
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let responses = rt.block_on(async {
+        let c = Client::new(&socket);
+        let mut out = Vec::new();
+        for r in spec["requests"].as_array().expect("requests") {
+            let method: Method = r["method"]
+                .as_str()
+                .expect("method")
+                .parse()
+                .expect("method");
+            let path = r["path"].as_str().expect("path");
+            let resp = match r.get("body") {
+                Some(b) => {
+                    c.raw(
+                        method,
+                        path,
+                        &[("content-type", "application/json")],
+                        serde_json::to_vec(b).expect("json"),
+                    )
+                    .await
+                }
+                None => c.raw(method, path, &[], Vec::new()).await,
+            };
+            out.push(json!({"status": resp.status.as_u16(), "body": resp.text()}));
+        }
+        out
+    });
+    println!("CLIENT-RESULT {}", json!({ "responses": responses }));
+}
+
+/// Test users and groups; removed on drop.
+struct TestUsers;
+
+const GROUP: &str = "1ldt-api";
+const ADMIN_GROUP: &str = "1ldt-api-admin";
+const USERS: [&str; 3] = ["1ldt-admin", "1ldt-viewer", "1ldt-none"];
+
+fn run(argv: &[&str]) -> bool {
+    std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn must(argv: &[&str]) {
+    assert!(run(argv), "{argv:?} failed");
+}
+
+impl TestUsers {
+    fn create() -> Self {
+        TestUsers::remove();
+        let users = TestUsers;
+        must(&["groupadd", "--system", GROUP]);
+        must(&["groupadd", "--system", ADMIN_GROUP]);
+        for u in USERS {
+            must(&[
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                u,
+            ]);
+        }
+        must(&["usermod", "-aG", GROUP, "1ldt-viewer"]);
+        must(&[
+            "usermod",
+            "-aG",
+            &format!("{GROUP},{ADMIN_GROUP}"),
+            "1ldt-admin",
+        ]);
+        users
+    }
+
+    fn remove() {
+        for u in USERS {
+            run(&["userdel", u]);
+            run(&["groupdel", u]);
+        }
+        run(&["groupdel", GROUP]);
+        run(&["groupdel", ADMIN_GROUP]);
+    }
+
+    fn ids(name: &str) -> (u32, u32) {
+        let u = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("user {name}"));
+        (u.uid.as_raw(), u.gid.as_raw())
+    }
+
+    fn gid(group: &str) -> u32 {
+        nix::unistd::Group::from_name(group)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("group {group}"))
+            .gid
+            .as_raw()
+    }
+}
+
+impl Drop for TestUsers {
+    fn drop(&mut self) {
+        TestUsers::remove();
+    }
+}
+
+/// Runs this test binary's `role_client` as `uid`/`gid` (no supplementary
+/// groups) against `socket`; returns its result object.
+fn client_as(uid: u32, gid: u32, socket: &std::path::Path, requests: Value) -> Value {
+    use std::os::unix::process::CommandExt;
+    let spec = json!({"socket": socket, "requests": requests});
+    let out = std::process::Command::new(std::env::current_exe().expect("test exe"))
+        .args(["role_client", "--exact", "--nocapture", "--test-threads=1"])
+        .env(CLIENT_ENV, spec.to_string())
+        .uid(uid)
+        .gid(gid)
+        .output()
+        .expect("run client child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("CLIENT-RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| {
+            panic!(
+                "client child printed no result: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(line).expect("client result")
+}
+
+fn statuses(result: &Value) -> Vec<u64> {
+    result["responses"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no responses: {result}"))
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_with_real_users() {
+    if std::env::var("PVE_SANDBOX_E2E").as_deref() != Ok("1") {
+        eprintln!("roles_with_real_users: root tier, runs with PVE_SANDBOX_E2E=1 (make test)");
+        return;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "PVE_SANDBOX_E2E=1 but not root: the roles test creates users (run `make test` as root)"
+    );
+    let _users = TestUsers::create();
+    let d = Daemon::with(Options {
+        config: Box::new(|c| {
+            c.api.group = GROUP.into();
+            c.api.admin_group = ADMIN_GROUP.into();
+        }),
+        ..Options::default()
+    })
+    .expect("daemon");
+    let socket = d.socket.clone();
+    let api_gid = TestUsers::gid(GROUP);
+    let meta = std::fs::metadata(&socket).expect("socket");
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+        assert_eq!(meta.gid(), api_gid);
+    }
+
+    // Root (admin) makes an operation whose log the viewer will ask for,
+    // and watches the audit trail.
+    let c = d.client();
+    let mut audit = c.events("/v1/events?type=lifecycle").await;
+    let op = post_download(&c).await;
+    wait_final(&c, &op.id).await;
+    let log_path = format!("/v1/operations/{}/log", op.id);
+
+    let socket2 = socket.clone();
+    let blocking = move |uid, gid, reqs| {
+        let s = socket2.clone();
+        tokio::task::spawn_blocking(move || client_as(uid, gid, &s, reqs))
+    };
+    let (none_uid, none_gid) = TestUsers::ids("1ldt-none");
+    let (viewer_uid, _) = TestUsers::ids("1ldt-viewer");
+    let (admin_uid, _) = TestUsers::ids("1ldt-admin");
+
+    // A non-member cannot even connect: the socket is 0660 root:1ldt-api.
+    let r = blocking(none_uid, none_gid, json!([{"method": "GET", "path": "/"}]))
+        .await
+        .expect("child");
+    assert_eq!(r["connect_error"], "PermissionDenied", "{r}");
+
+    // With the socket loosened, the peer check still refuses everything.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    }
+    let r = blocking(
+        none_uid,
+        none_gid,
+        json!([
+            {"method": "GET", "path": "/"},
+            {"method": "GET", "path": "/v1/operations"},
+            {"method": "POST", "path": "/v1/templates", "body": download(TINY)},
+        ]),
+    )
+    .await
+    .expect("child");
+    assert_eq!(statuses(&r), [403, 403, 403], "{r}");
+    let body = r["responses"][0]["body"].as_str().unwrap_or_default();
+    assert!(body.contains("1ldt-none") && body.contains(GROUP), "{body}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660)).expect("chmod");
+    }
+
+    // A viewer (member of the group; connects with it as its gid) reads,
+    // but neither changes anything nor reads logs.
+    let r = blocking(
+        viewer_uid,
+        api_gid,
+        json!([
+            {"method": "GET", "path": "/"},
+            {"method": "GET", "path": "/v1/operations"},
+            {"method": "GET", "path": format!("/v1/operations/{}", op.id)},
+            {"method": "GET", "path": "/v1/host"},
+            {"method": "POST", "path": "/v1/templates", "body": download(TINY)},
+            {"method": "GET", "path": log_path},
+            {"method": "DELETE", "path": format!("/v1/operations/{}", op.id)},
+        ]),
+    )
+    .await
+    .expect("child");
+    assert_eq!(statuses(&r), [200, 200, 200, 200, 403, 403, 403], "{r}");
+
+    // An admin (member of the admin group) changes things and reads logs.
+    let r = blocking(
+        admin_uid,
+        api_gid,
+        json!([
+            {"method": "POST", "path": "/v1/templates", "body": download(TINY)},
+            {"method": "GET", "path": log_path},
+        ]),
+    )
+    .await
+    .expect("child");
+    assert_eq!(statuses(&r), [202, 200], "{r}");
+    let admin_op: Operation =
+        serde_json::from_str(r["responses"][0]["body"].as_str().unwrap_or_default())
+            .expect("operation");
+    assert_eq!(admin_op.requestor.uid, admin_uid);
+    assert_eq!(admin_op.requestor.user, "1ldt-admin");
+
+    // The audit trail names every mutating request, refused ones included.
+    let want = [
+        (none_uid, "1ldt-none", 403),
+        (viewer_uid, "1ldt-viewer", 403),
+        (admin_uid, "1ldt-admin", 202),
+    ];
+    let events = audit
+        .until(LIMIT, |e| e.payload["requestor"]["uid"] == admin_uid)
+        .await;
+    for (uid, user, status) in want {
+        assert!(
+            events.iter().any(|e| e.payload["requestor"]["uid"] == uid
+                && e.payload["requestor"]["user"] == user
+                && e.payload["requestor"]["pid"]
+                    .as_u64()
+                    .is_some_and(|p| p > 0)
+                && e.payload["method"] == "POST"
+                && e.payload["status"] == status),
+            "no audit event for {user}: {events:#?}"
+        );
+    }
+}

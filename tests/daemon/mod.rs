@@ -1,0 +1,604 @@
+//! Test harness of `tests/api.rs`: the daemon in-process on a temp socket,
+//! a client, a private sandbox PVE node's tools, bounded waits.
+//!
+//! - [`Daemon`]: boots the daemon on its own runtime thread, with state,
+//!   socket and sandbox under one temp dir; dropping it really stops it
+//!   (graceful shutdown, bounded, then the socket must refuse connections);
+//! - [`Client`]: HTTP/1.1 over the Unix socket (hyperlocal), with the error
+//!   body decoded and an NDJSON [`EventStream`];
+//! - [`SandboxTools`]: a bin dir of wrappers running the sandbox node's
+//!   `pvesm`/`pveam`/`pveversion`/... against a private state root and a
+//!   private appliance mirror holding one tiny template — real tools, real
+//!   files, no root needed, faults injectable through `<root>/etc/faults`;
+//! - [`wait_for`]: polling with a deadline, never a bare sleep.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, StatusCode};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyperlocal::{UnixClientExt, UnixConnector, Uri};
+use oneld::api::{ApiErrorBody, Event};
+use oneld::config::Config;
+use oneld::events::EventBus;
+use oneld::ops::Ops;
+use oneld::paths::Paths;
+use oneld::pve::Pve;
+use oneld::secrets::Secrets;
+use oneld::server::{self, AppState};
+use oneld::store::Store;
+
+/// The tiny template of the private mirror.
+pub const TINY: &str = "tiny-1ldt_1.0-1_amd64.tar.zst";
+/// Upper bound of any single wait in these tests.
+pub const LIMIT: Duration = Duration::from_secs(20);
+
+/// Polls `f` every 25 ms until it yields a value or `limit` passes.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The name of the group with `gid`.
+pub fn group_name(gid: u32) -> String {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name)
+        .unwrap_or_else(|| panic!("gid {gid} has no name"))
+}
+
+/// The sandbox node's multi-call binary.
+pub fn sandbox_binary() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut candidates = Vec::new();
+    if let Some(d) = std::env::var_os("PVE_SANDBOX_BIN_DIR") {
+        candidates.push(PathBuf::from(d).join("pve-sandbox"));
+    }
+    candidates.extend([
+        root.join("target/sandbox/bin/pve-sandbox"),
+        root.join("target/release/pve-sandbox"),
+        root.join("target/debug/pve-sandbox"),
+    ]);
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no pve-sandbox binary (looked at {candidates:?}): run `make sandbox-bin` \
+                 or `cargo build -p pve-sandbox`"
+            )
+        })
+}
+
+/// The Proxmox tools of a private sandbox node (no containers: storages,
+/// templates, versions), as a `[pve] bin_dir`.
+pub struct SandboxTools {
+    /// The sandbox state root (`PVE_SANDBOX_ROOT`).
+    pub root: PathBuf,
+    /// The appliance mirror (`PVE_SANDBOX_MIRROR`).
+    pub mirror: PathBuf,
+    /// Wrapper scripts named like the tools.
+    pub bin_dir: PathBuf,
+}
+
+impl SandboxTools {
+    /// Sets the node up under `dir`: storages `local` (dir: vztmpl, backup,
+    /// iso) and `ctdata` (dir: rootdir, images), a mirror with [`TINY`], and
+    /// the appliance index already fetched (`pveam update`).
+    pub fn new(dir: &Path) -> Self {
+        let root = dir.join("sbx");
+        let mirror = dir.join("mirror");
+        let bin_dir = dir.join("pvebin");
+        for d in [
+            root.join("etc/pve"),
+            root.join("var/lib/vz"),
+            root.join("ctdata"),
+            mirror.join("system"),
+            bin_dir.clone(),
+        ] {
+            std::fs::create_dir_all(&d).expect("sandbox dirs");
+        }
+        std::fs::write(
+            root.join("etc/sandbox.conf"),
+            "node: pve\npve-major: 9\nbridge: vmbr1ldt\nsubnet: 10.231.0.0/24\n",
+        )
+        .expect("sandbox.conf");
+        std::fs::write(
+            root.join("etc/pve/storage.cfg"),
+            format!(
+                "dir: local\n\tpath {}\n\tcontent backup,iso,vztmpl\n\n\
+                 dir: ctdata\n\tpath {}\n\tcontent rootdir,images\n",
+                root.join("var/lib/vz").display(),
+                root.join("ctdata").display()
+            ),
+        )
+        .expect("storage.cfg");
+        let tpl = mirror.join("system").join(TINY);
+        std::fs::write(&tpl, b"not really a template\n").expect("template");
+        let sha = std::process::Command::new("sha512sum")
+            .arg(&tpl)
+            .output()
+            .expect("sha512sum");
+        let sha = String::from_utf8_lossy(&sha.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        std::fs::write(
+            mirror.join("aplinfo-pve-8.dat"),
+            format!(
+                "Package: tiny-1ldt\nVersion: 1.0-1\nType: lxc\nOS: debian-12\n\
+                 Section: system\nMaintainer: 1ld tests\nArchitecture: amd64\n\
+                 Location: system/{TINY}\nsha512sum: {sha}\n\
+                 Infopage: https://example.invalid/\nDescription: tiny test template\n\n"
+            ),
+        )
+        .expect("aplinfo");
+        let exe = sandbox_binary();
+        for tool in ["pct", "pveam", "pvesm", "pvesh", "pveversion", "vzdump"] {
+            let script = bin_dir.join(tool);
+            std::fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\nPVE_SANDBOX_ROOT='{}' PVE_SANDBOX_MIRROR='{}' exec '{}' {tool} \"$@\"\n",
+                    root.display(),
+                    mirror.display(),
+                    exe.display()
+                ),
+            )
+            .expect("wrapper");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+                .expect("chmod wrapper");
+        }
+        let tools = SandboxTools {
+            root,
+            mirror,
+            bin_dir,
+        };
+        let out = std::process::Command::new(tools.bin_dir.join("pveam"))
+            .arg("update")
+            .output()
+            .expect("pveam update");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("update successful"),
+            "pveam update: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tools
+    }
+
+    /// Replaces the sandbox's fault rules (`<root>/etc/faults`, one a line;
+    /// e.g. `pveam download delay 2000`).
+    pub fn faults(&self, rules: &[&str]) {
+        std::fs::write(self.root.join("etc/faults"), rules.join("\n") + "\n").expect("faults");
+    }
+}
+
+/// A daemon running in-process on its own runtime thread.
+pub struct Daemon {
+    /// Holds state dir, socket and sandbox; removed last.
+    pub dir: tempfile::TempDir,
+    /// The API socket.
+    pub socket: PathBuf,
+    /// The configuration it runs with.
+    pub config: Config,
+    /// The sandbox tools, when configured.
+    pub tools: Option<SandboxTools>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// It started, so its socket is its own to check after stop.
+    serving: bool,
+}
+
+/// How a test wants its daemon.
+pub struct Options {
+    /// Set up [`SandboxTools`] and point `[pve] bin_dir` at them.
+    pub sandbox: bool,
+    /// Adjusts the config (paths are already under the temp dir).
+    pub config: Box<dyn FnOnce(&mut Config) + Send>,
+    /// Use this socket path instead of one in the temp dir.
+    pub socket: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            sandbox: true,
+            config: Box::new(|_| {}),
+            socket: None,
+        }
+    }
+}
+
+/// The daemon's state from its parts, in the order `daemon::run` builds
+/// them: store, secrets, events, pve, operations (+ recovery).
+pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
+    let paths = Paths::from_config(&cfg);
+    let store = Store::open(&paths).map_err(|e| e.to_string())?;
+    let secrets = Secrets::open(&paths).map_err(|e| e.to_string())?;
+    let events = EventBus::persistent(store.clone(), secrets.redactor().clone())
+        .map_err(|e| e.to_string())?;
+    let pve = Pve::from_config(&cfg.pve).await.ok();
+    let ops = Ops::new(
+        store.clone(),
+        events.clone(),
+        secrets.redactor().clone(),
+        pve.clone(),
+        &cfg.ops,
+    );
+    ops.recover(oneld::ops::kinds::rebuild)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = AppState {
+        config: Arc::new(RwLock::new(Arc::new(cfg))),
+        pve,
+        store,
+        ops: ops.clone(),
+        events,
+        secrets,
+        started: Instant::now(),
+    };
+    Ok((state, ops))
+}
+
+/// The socket first (a live daemon on it → refused before its state is
+/// touched: recovery would mark the live daemon's operations interrupted),
+/// then the state.
+async fn boot(cfg: Config) -> Result<(tokio::net::UnixListener, AppState, Ops), String> {
+    let listener = server::bind(&cfg.api.socket, &cfg.api.group, server::SOCKET_MODE)
+        .map_err(|e| e.to_string())?;
+    let (state, ops) = build_state(cfg).await?;
+    Ok((listener, state, ops))
+}
+
+impl Daemon {
+    /// A daemon with the sandbox tools and default options.
+    pub fn start() -> Daemon {
+        Self::with(Options::default()).expect("daemon starts")
+    }
+
+    /// A daemon as `opts` says; `Err` is the startup error's message.
+    pub fn with(opts: Options) -> Result<Daemon, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("1ld-api-test")
+            .tempdir()
+            .expect("temp dir");
+        // Unprivileged test clients must reach the socket inside.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod temp dir");
+        let tools = opts.sandbox.then(|| SandboxTools::new(dir.path()));
+        let own_group = group_name(nix::unistd::getegid().as_raw());
+        let mut config = Config {
+            state_dir: dir.path().join("state"),
+            ..Config::default()
+        };
+        config.api.socket = opts
+            .socket
+            .clone()
+            .unwrap_or_else(|| dir.path().join("run/1ld.sock"));
+        config.api.group = own_group.clone();
+        config.api.admin_group = own_group;
+        config.pve.bin_dir = Some(
+            tools
+                .as_ref()
+                .map(|t| t.bin_dir.clone())
+                .unwrap_or_else(|| dir.path().join("no-pve-tools")),
+        );
+        config.pve.node = Some("pve".into());
+        config.pve.command_timeout_secs = 10;
+        config.pve.long_command_timeout_secs = 20;
+        config.ops.shutdown_grace_secs = 5;
+        (opts.config)(&mut config);
+        let socket = config.api.socket.clone();
+
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let cfg = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("1ldd-under-test".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("daemon runtime");
+                rt.block_on(async move {
+                    let grace = Duration::from_secs(cfg.ops.shutdown_grace_secs);
+                    match boot(cfg).await {
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                        Ok((listener, state, ops)) => {
+                            let _ = ready_tx.send(Ok(()));
+                            let stopped = async {
+                                let _ = stop_rx.await;
+                            };
+                            if let Err(e) = server::serve(listener, state, stopped).await {
+                                eprintln!("serve failed: {e}");
+                            }
+                            ops.shutdown(grace).await;
+                        }
+                    }
+                });
+                rt.shutdown_timeout(Duration::from_secs(2));
+                let _ = done_tx.send(());
+            })
+            .expect("daemon thread");
+        let started = ready_rx
+            .recv_timeout(LIMIT)
+            .map_err(|e| format!("daemon did not report startup within {LIMIT:?}: {e}"));
+        let mut daemon = Daemon {
+            dir,
+            socket,
+            config,
+            tools,
+            stop: Some(stop_tx),
+            done: Some(done_rx),
+            thread: Some(thread),
+            serving: false,
+        };
+        match started {
+            Ok(Ok(())) => {
+                daemon.serving = true;
+                Ok(daemon)
+            }
+            // Dropping `daemon` joins its thread.
+            Ok(Err(e)) | Err(e) => Err(e),
+        }
+    }
+
+    /// A client on this daemon's socket.
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    /// The sandbox tools (panics when the daemon runs without them).
+    pub fn tools(&self) -> &SandboxTools {
+        self.tools
+            .as_ref()
+            .expect("daemon started with sandbox tools")
+    }
+
+    /// Stops the daemon: graceful shutdown, bounded; afterwards the socket
+    /// refuses connections.
+    pub fn stop(&mut self) {
+        let Some(stop) = self.stop.take() else {
+            return;
+        };
+        let _ = stop.send(());
+        let stopped = self
+            .done
+            .take()
+            .map(|d| d.recv_timeout(Duration::from_secs(15)).is_ok())
+            .unwrap_or(true);
+        if let Some(t) = self.thread.take() {
+            if stopped {
+                let _ = t.join();
+            }
+        }
+        if !std::thread::panicking() {
+            assert!(stopped, "the daemon did not stop within 15 s");
+            assert!(
+                !self.serving || std::os::unix::net::UnixStream::connect(&self.socket).is_err(),
+                "the daemon's socket still accepts connections after stop"
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A response, body read.
+#[derive(Debug)]
+pub struct Resp {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: hyper::HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Resp {
+    /// The body as JSON of type `T` (panics with the body on mismatch).
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> T {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not the expected JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The error body's `(code, message)` (panics if it is not one).
+    pub fn error(&self) -> (String, String) {
+        let b: ApiErrorBody = self.json();
+        (b.error.code, b.error.message)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the status, showing the body otherwise.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text());
+        self
+    }
+}
+
+/// HTTP/1.1 over the daemon's Unix socket.
+#[derive(Clone)]
+pub struct Client {
+    socket: PathBuf,
+    http: HyperClient<UnixConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// A client of the socket at `socket`.
+    pub fn new(socket: &Path) -> Self {
+        Self {
+            socket: socket.to_path_buf(),
+            http: HyperClient::unix(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> hyper::Response<Incoming> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(Uri::new(&self.socket, path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        tokio::time::timeout(LIMIT, self.http.request(req))
+            .await
+            .unwrap_or_else(|_| panic!("no response to {path} within {LIMIT:?}"))
+            .unwrap_or_else(|e| panic!("request {path}: {e:?}"))
+    }
+
+    /// A request with raw headers and body; the whole response.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Resp {
+        let resp = self.send(method, path, headers, body).await;
+        let (parts, body) = resp.into_parts();
+        let body = tokio::time::timeout(LIMIT, body.collect())
+            .await
+            .unwrap_or_else(|_| panic!("body of {path} not complete within {LIMIT:?}"))
+            .expect("read body")
+            .to_bytes();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Resp {
+        self.raw(Method::GET, path, &[], Vec::new()).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.raw(Method::DELETE, path, &[], Vec::new()).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, json: &serde_json::Value) -> Resp {
+        self.raw(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(json).expect("json"),
+        )
+        .await
+    }
+
+    /// `GET path` as a stream of newline-delimited JSON events; returns once
+    /// the headers arrived (the daemon has subscribed by then).
+    pub async fn events(&self, path: &str) -> EventStream {
+        let resp = self.send(Method::GET, path, &[], Vec::new()).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        EventStream {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// An open `GET /v1/events` response.
+pub struct EventStream {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event, `None` when the stream ended; panics after `limit`.
+    pub async fn next(&mut self, limit: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+                    panic!("bad event line ({e}): {}", String::from_utf8_lossy(&line))
+                }));
+            }
+            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no event within {limit:?}"));
+            match frame {
+                None => return None,
+                Some(Err(e)) => panic!("event stream broke: {e}"),
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Events until `done` says stop (inclusive); panics after `limit`.
+    pub async fn until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&Event) -> bool,
+    ) -> Vec<Event> {
+        let deadline = Instant::now() + limit;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("event stream ended; got {out:#?}"));
+            let stop = done(&e);
+            out.push(e);
+            if stop {
+                return out;
+            }
+        }
+    }
+}
