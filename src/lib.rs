@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod ops;

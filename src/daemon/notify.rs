@@ -1,0 +1,150 @@
+//! systemd notifications: readiness, status, stopping and the watchdog.
+//!
+//! Outside systemd (`NOTIFY_SOCKET` unset) every call is a no-op. The
+//! watchdog is only fed while every registered main loop has reported in
+//! within the interval: a stalled loop stops the pings and systemd restarts
+//! the daemon.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// `READY=1` plus a status line.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// `STATUS=...`: what the daemon is doing.
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
+/// `STOPPING=1`.
+pub fn stopping(status: &str) {
+    send(&[NotifyState::Stopping, NotifyState::Status(status)]);
+}
+
+/// `RELOADING=1` (with the monotonic timestamp systemd requires).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(e) => tracing::debug!(error = %e, "no monotonic clock for RELOADING"),
+    }
+}
+
+/// The watchdog interval systemd asked for (`WATCHDOG_USEC`), if any.
+pub fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
+}
+
+/// Heartbeats of the main loops. Each loop holds a [`Beat`] and calls
+/// [`Beat::alive`] every iteration; [`Heartbeats::all_alive`] says whether
+/// every loop did so within `within`.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeats {
+    loops: Arc<std::sync::Mutex<Vec<LoopBeat>>>,
+    origin: Arc<OnceInstant>,
+}
+
+/// A registered loop: its name and when it last beat (ms since `origin`).
+type LoopBeat = (&'static str, Arc<AtomicU64>);
+
+#[derive(Debug)]
+struct OnceInstant(Instant);
+
+impl Default for OnceInstant {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+/// One loop's heartbeat.
+#[derive(Debug, Clone)]
+pub struct Beat {
+    last: Arc<AtomicU64>,
+    origin: Arc<OnceInstant>,
+}
+
+impl Beat {
+    /// Records that the loop is alive now.
+    pub fn alive(&self) {
+        let ms = u64::try_from(self.origin.0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl Heartbeats {
+    /// Registers a loop named `name` (alive as of now).
+    pub fn register(&self, name: &'static str) -> Beat {
+        let beat = Beat {
+            last: Arc::new(AtomicU64::new(0)),
+            origin: self.origin.clone(),
+        };
+        beat.alive();
+        if let Ok(mut loops) = self.loops.lock() {
+            loops.push((name, beat.last.clone()));
+        }
+        beat
+    }
+
+    /// The loops that have not reported within `within` (empty = all alive).
+    pub fn stalled(&self, within: Duration) -> Vec<&'static str> {
+        let now = u64::try_from(self.origin.0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let limit = u64::try_from(within.as_millis()).unwrap_or(u64::MAX);
+        match self.loops.lock() {
+            Ok(loops) => loops
+                .iter()
+                .filter(|(_, last)| now.saturating_sub(last.load(Ordering::Relaxed)) > limit)
+                .map(|(name, _)| *name)
+                .collect(),
+            Err(_) => vec!["heartbeat registry (poisoned)"],
+        }
+    }
+}
+
+/// Feeds systemd's watchdog every `interval / 2` while all loops are alive
+/// (each must beat within `interval`). Returns when `stop` fires.
+pub async fn run_watchdog(
+    interval: Duration,
+    beats: Heartbeats,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let stalled = beats.stalled(interval);
+        if stalled.is_empty() {
+            send(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(?stalled, "main loop stalled; not feeding the watchdog");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_that_stops_beating_is_stalled() {
+        let hb = Heartbeats::default();
+        let a = hb.register("api");
+        let _b = hb.register("ops");
+        assert!(hb.stalled(Duration::from_millis(50)).is_empty());
+        std::thread::sleep(Duration::from_millis(80));
+        a.alive();
+        assert_eq!(hb.stalled(Duration::from_millis(50)), vec!["ops"]);
+    }
+}
