@@ -253,3 +253,128 @@ impl ReplayServer {
             .clone()
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+///
+/// # Panics
+/// When no port can be bound (test support only).
+#[allow(clippy::expect_used)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A port on 127.0.0.1 where nothing listens (for "upstream down" tests).
+pub fn closed_port_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+/// Writes `text` to `path` with `mode`.
+///
+/// # Panics
+/// On I/O errors (test support only).
+#[allow(clippy::expect_used)]
+pub fn write_file(path: &Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `GET http://127.0.0.1:<port><path>`: status and JSON body (Null when the
+/// body is not JSON); `None` when nothing answers.
+pub async fn get_json(port: u16, path: &str) -> Option<(u16, serde_json::Value)> {
+    let base = crate::http_client::BaseUrl::parse(&format!("http://127.0.0.1:{port}")).ok()?;
+    let resp = crate::http_client::send(
+        &base,
+        hyper::Method::GET,
+        path,
+        &[],
+        None,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .ok()?;
+    Some((resp.status, resp.json().unwrap_or(serde_json::Value::Null)))
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, for at most `within`.
+///
+/// # Panics
+/// When the deadline passes (test support only).
+pub async fn wait_for<T, F, Fut>(what: &str, within: std::time::Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// An agent process that is killed when dropped.
+#[derive(Debug)]
+pub struct AgentProcess {
+    /// The child (stdout/stderr piped).
+    pub child: tokio::process::Child,
+}
+
+impl AgentProcess {
+    /// Starts `binary` with `args`, stdout and stderr piped, `RUST_LOG=debug`.
+    ///
+    /// # Panics
+    /// When the binary cannot be started (test support only).
+    #[allow(clippy::expect_used)]
+    pub fn spawn(binary: &str, args: &[&str]) -> Self {
+        let child = tokio::process::Command::new(binary)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn agent");
+        Self { child }
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// Runs `binary` with `args` to completion: exit code, stdout, stderr.
+///
+/// # Panics
+/// When the binary cannot be run or does not finish in 30 s.
+#[allow(clippy::expect_used)]
+pub async fn run_to_end(binary: &str, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new(binary)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("agent did not finish within 30 s")
+    .expect("run agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

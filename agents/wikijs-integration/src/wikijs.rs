@@ -183,3 +183,82 @@ impl ApiCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Recorded responses, replayed through the classifier.
+    fn recorded(file: &str, pick: impl Fn(&Value) -> bool) -> Response {
+        let path = format!("{}/tests/fixtures/{file}", env!("CARGO_MANIFEST_DIR"));
+        let all: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let ex = all.iter().find(|e| pick(e)).expect("exchange");
+        Response {
+            status: u16::try_from(ex["response"]["status"].as_u64().unwrap()).unwrap(),
+            headers: Default::default(),
+            body: serde_json::to_vec(&ex["response"]["body"]).unwrap().into(),
+        }
+    }
+
+    fn health_query_with(auth: &str) -> impl Fn(&Value) -> bool + '_ {
+        move |e| {
+            e["request"]["body"]["query"] == HEALTH_QUERY
+                && e["request"]["headers"]["Authorization"] == auth
+        }
+    }
+
+    #[test]
+    fn recorded_answers_classify() {
+        let ok = recorded("wikijs-01-auth.json", health_query_with("Bearer <API_KEY>"));
+        assert_eq!(
+            classify(&ok),
+            ApiCheck::Ok {
+                version: Some("2.5.314".into()),
+                pages: Some(2)
+            }
+        );
+        let guest = recorded(
+            "wikijs-01-auth.json",
+            health_query_with("Bearer <TAMPERED_API_KEY>"),
+        );
+        assert_eq!(classify(&guest), ApiCheck::Guest);
+        assert_eq!(
+            classify(&guest).outcome("u").status,
+            agent_runtime::Health::Unhealthy
+        );
+        // A revoked key: HTTP 500 with data:{} (recorded on another query;
+        // the server answers it the same way for any query).
+        let revoked = recorded("wikijs-01b-auth-revoked-key.json", |e| {
+            e["response"]["status"] == 500
+        });
+        assert!(
+            matches!(classify(&revoked), ApiCheck::KeyRefused(ref m) if m.contains("revoked")),
+            "{:?}",
+            classify(&revoked)
+        );
+    }
+
+    #[test]
+    fn other_answers_classify() {
+        let r = |status, body: &str| Response {
+            status,
+            headers: Default::default(),
+            body: body.as_bytes().to_vec().into(),
+        };
+        assert!(matches!(classify(&r(502, "")), ApiCheck::ServerError(_)));
+        assert!(matches!(classify(&r(404, "nope")), ApiCheck::NotWikijs(_)));
+        assert!(matches!(
+            classify(&r(200, "<html>")),
+            ApiCheck::NotWikijs(_)
+        ));
+        assert!(matches!(
+            classify(&r(400, r#"{"errors":[{"message":"Cannot query field"}]}"#)),
+            ApiCheck::NotWikijs(_)
+        ));
+        assert!(matches!(
+            classify(&r(200, r#"{"data":{"authentication":{"apiState":false}}}"#)),
+            ApiCheck::KeyRefused(_)
+        ));
+    }
+}
