@@ -1,9 +1,10 @@
 //! Test harness of `tests/api.rs`: the daemon in-process on a temp socket,
 //! a client, a private sandbox PVE node's tools, bounded waits.
 //!
-//! - [`Daemon`]: boots the daemon on its own runtime thread, with state,
-//!   socket and sandbox under one temp dir; dropping it really stops it
-//!   (graceful shutdown, bounded, then the socket must refuse connections);
+//! - [`Daemon`]: boots the daemon (`oneld::daemon::run`, in-process
+//!   options) on its own runtime thread, with state, socket and sandbox
+//!   under one temp dir; dropping it really stops it (graceful shutdown,
+//!   bounded, then the socket must refuse connections);
 //! - [`Client`]: HTTP/1.1 over the Unix socket (hyperlocal), with the error
 //!   body decoded and an NDJSON [`EventStream`];
 //! - [`SandboxTools`]: a bin dir of wrappers running the sandbox node's
@@ -26,12 +27,13 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyperlocal::{UnixClientExt, UnixConnector, Uri};
 use oneld::api::{ApiErrorBody, Event};
 use oneld::config::Config;
+use oneld::daemon::RunOptions;
 use oneld::events::EventBus;
 use oneld::ops::Ops;
 use oneld::paths::Paths;
 use oneld::pve::Pve;
 use oneld::secrets::Secrets;
-use oneld::server::{self, AppState};
+use oneld::server::AppState;
 use oneld::store::Store;
 
 /// The tiny template of the private mirror.
@@ -206,7 +208,7 @@ pub struct Daemon {
     pub config: Config,
     /// The sandbox tools, when configured.
     pub tools: Option<SandboxTools>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Option<tokio_util::sync::CancellationToken>,
     done: Option<std::sync::mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     /// It started, so its socket is its own to check after stop.
@@ -233,8 +235,9 @@ impl Default for Options {
     }
 }
 
-/// The daemon's state from its parts, in the order `daemon::run` builds
-/// them: store, secrets, events, pve, operations (+ recovery).
+/// The daemon's state from its parts, as `daemon::run` builds it (store,
+/// secrets, events, pve, operations + recovery), without a socket: for
+/// driving [`server::router`] directly.
 pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
     let paths = Paths::from_config(&cfg);
     let store = Store::open(&paths).map_err(|e| e.to_string())?;
@@ -262,16 +265,6 @@ pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
         started: Instant::now(),
     };
     Ok((state, ops))
-}
-
-/// The socket first (a live daemon on it → refused before its state is
-/// touched: recovery would mark the live daemon's operations interrupted),
-/// then the state.
-async fn boot(cfg: Config) -> Result<(tokio::net::UnixListener, AppState, Ops), String> {
-    let listener = server::bind(&cfg.api.socket, &cfg.api.group, server::SOCKET_MODE)
-        .map_err(|e| e.to_string())?;
-    let (state, ops) = build_state(cfg).await?;
-    Ok((listener, state, ops))
 }
 
 impl Daemon {
@@ -315,9 +308,10 @@ impl Daemon {
         let socket = config.api.socket.clone();
 
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stop = tokio_util::sync::CancellationToken::new();
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let cfg = config.clone();
+        let token = stop.clone();
         let thread = std::thread::Builder::new()
             .name("1ldd-under-test".into())
             .spawn(move || {
@@ -327,21 +321,26 @@ impl Daemon {
                     .build()
                     .expect("daemon runtime");
                 rt.block_on(async move {
-                    let grace = Duration::from_secs(cfg.ops.shutdown_grace_secs);
-                    match boot(cfg).await {
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                        Ok((listener, state, ops)) => {
-                            let _ = ready_tx.send(Ok(()));
-                            let stopped = async {
-                                let _ = stop_rx.await;
+                    let (up_tx, up_rx) = tokio::sync::oneshot::channel();
+                    let mut opts = RunOptions::in_process(token);
+                    opts.ready = Some(up_tx);
+                    let run = oneld::daemon::run(cfg, opts);
+                    tokio::pin!(run);
+                    tokio::select! {
+                        r = &mut run => {
+                            let why = match r {
+                                Err(e) => e.to_string(),
+                                Ok(()) => "the daemon returned before it was ready".into(),
                             };
-                            if let Err(e) = server::serve(listener, state, stopped).await {
-                                eprintln!("serve failed: {e}");
-                            }
-                            ops.shutdown(grace).await;
+                            let _ = ready_tx.send(Err(why));
+                            return;
                         }
+                        up = up_rx => {
+                            let _ = ready_tx.send(up.map(|_| ()).map_err(|e| e.to_string()));
+                        }
+                    }
+                    if let Err(e) = run.await {
+                        eprintln!("1ldd under test ended with an error: {e}");
                     }
                 });
                 rt.shutdown_timeout(Duration::from_secs(2));
@@ -356,7 +355,7 @@ impl Daemon {
             socket,
             config,
             tools,
-            stop: Some(stop_tx),
+            stop: Some(stop),
             done: Some(done_rx),
             thread: Some(thread),
             serving: false,
@@ -389,7 +388,7 @@ impl Daemon {
         let Some(stop) = self.stop.take() else {
             return;
         };
-        let _ = stop.send(());
+        stop.cancel();
         let stopped = self
             .done
             .take()
