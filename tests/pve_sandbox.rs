@@ -393,6 +393,14 @@ async fn pve_layer_on_the_sandbox_node() {
         eprintln!("skipped: set PVE_SANDBOX_E2E=1 (make test does) to run the sandbox tier");
         return;
     }
+    // Everything below runs under the bounding set 1ldd runs with: proof
+    // that pct, vzdump, lxc and the containers need nothing it drops.
+    let dropped = oneld::daemon::caps::restrict_bounding_set().expect("drop capabilities");
+    assert_eq!(
+        dropped.len(),
+        oneld::daemon::caps::NEVER_NEEDED.len(),
+        "the test must start with the full bounding set to prove anything"
+    );
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     faults("sbxf0", "10.213.20").await;
     lifecycle(8, "sbxt8", "10.213.18").await;
