@@ -13,7 +13,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 /// Parsed command line.
 #[derive(Debug, Clone, Parser, PartialEq, Eq)]
 pub struct Cli {
-    /// Config file (TOML). Default: /etc/<agent>/config.toml.
+    /// Config file (TOML). Default: /etc/AGENT/config.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

@@ -416,7 +416,13 @@ async fn serve<A: Agent>(cli: &Cli, shutdown: CancellationToken) -> Result<(), S
             }
         });
     }
-    tracing::info!(listen = %local, dry_run = cli.dry_run, "{} {} serving", A::INFO.name, A::INFO.version);
+    tracing::info!(
+        dry_run = cli.dry_run,
+        "{} {} serving on {local}{}",
+        A::INFO.name,
+        A::INFO.version,
+        if cli.dry_run { " (dry run)" } else { "" }
+    );
     crate::notify::ready(&format!("serving on {local}"));
 
     let mut server_done = false;

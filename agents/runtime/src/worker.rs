@@ -466,7 +466,11 @@ pub(crate) async fn run_loop<W: Worker>(
             dry_run: params.dry_run,
             cancel: shutdown.child_token(),
         };
-        tracing::info!(cycle = number, trigger = %reason, dry_run = params.dry_run, "cycle starting");
+        tracing::info!(
+            cycle = number,
+            dry_run = params.dry_run,
+            "cycle #{number} starting ({reason})"
+        );
         let result = run_cycle(&worker, ctx, params.cycle_timeout, params.grace, &shutdown).await;
         let record = record_of(
             number,
@@ -567,14 +571,17 @@ pub(crate) fn log_cycle(rec: &CycleRecord) {
             cycle = rec.number,
             duration_ms = rec.duration_ms,
             error = %e,
-            "cycle failed"
+            "cycle #{} failed: {e}",
+            rec.number
         ),
         None => tracing::info!(
             cycle = rec.number,
             duration_ms = rec.duration_ms,
             result = rec.result,
-            summary = %rec.summary,
-            "cycle finished"
+            "cycle #{} {}: {}",
+            rec.number,
+            rec.result,
+            rec.summary
         ),
     }
 }
