@@ -7,13 +7,15 @@
 //! cause and the fix):
 //! 1. capabilities: log the effective set; without what pct/vzdump need,
 //!    refuse; drop what nothing ever needs from the bounding set;
-//! 2. the state store (integrity check, migrations) and the secrets;
+//! 2. an exclusive lock on the state directory, the state store (integrity
+//!    check, migrations) and the secrets;
 //! 3. logging with the secrets' redactor;
 //! 4. the Proxmox tools (`pveversion`); missing tools do not stop the
 //!    daemon: host endpoints answer 503 naming the tool and `[pve] bin_dir`;
-//! 5. startup reconciliation: operations that were running become
+//! 5. the socket (handed over by systemd, or bound here; a live daemon on
+//!    it makes us refuse before we touch its operations);
+//! 6. startup reconciliation: operations that were running become
 //!    `interrupted` and are compensated;
-//! 6. the socket (handed over by systemd, or bound here);
 //! 7. `READY=1`, then the main loops: API server, retention, watchdog,
 //!    signals.
 //!
@@ -133,8 +135,10 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         Err(e) => format!("{e} (continuing: capability check disabled for this run)"),
     };
 
-    // 2. State and secrets.
+    // 2. State and secrets, held exclusively: a second 1ldd on the same
+    // state would take over operations the first one is running.
     notify::status("opening the state database");
+    let _state_lock = lock_state_dir(&paths)?;
     let store = Store::open(&paths)?;
     let secrets = Secrets::open(&paths)?;
     let redactor = secrets.redactor().clone();
@@ -164,7 +168,20 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         }
     };
 
-    // 5. Reconciliation.
+    // 5. The socket, before reconciliation: a live daemon on it refuses us
+    // before we touch its operations.
+    let (listener, bound_here) = match server::from_systemd()? {
+        Some(l) => {
+            tracing::info!("using the socket handed over by systemd");
+            (l, false)
+        }
+        None => (
+            server::bind(&paths.socket, &config.api.group, server::SOCKET_MODE)?,
+            true,
+        ),
+    };
+
+    // 6. Reconciliation.
     let events = EventBus::persistent(store.clone(), redactor.clone())?;
     let ops = Ops::new(
         store.clone(),
@@ -178,15 +195,6 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     for op in &interrupted {
         tracing::warn!(op = %op.id, kind = %op.kind, "operation interrupted by a restart; compensated");
     }
-
-    // 6. The socket.
-    let listener = match server::from_systemd()? {
-        Some(l) => {
-            tracing::info!("using the socket handed over by systemd");
-            l
-        }
-        None => server::bind(&paths.socket, &config.api.group, server::SOCKET_MODE)?,
-    };
 
     let shared: SharedConfig = Arc::new(RwLock::new(Arc::new(config)));
     let state = AppState {
@@ -268,6 +276,11 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         Some(r) => r,
         None => server.await,
     };
+    if bound_here {
+        if let Err(e) = std::fs::remove_file(&paths.socket) {
+            tracing::debug!("socket not removed: {e}");
+        }
+    }
     match result {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(DaemonError::Serve(e)),
@@ -275,6 +288,34 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
             "API server task: {join}"
         )))),
     }
+}
+
+/// Takes an exclusive lock on `<state_dir>/1ldd.lock` for the daemon's life.
+fn lock_state_dir(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        DaemonError::Daemon(crate::error::Error::new(
+            crate::error::ErrorKind::Internal,
+            format!("{what} {}: {e}", paths.state_dir.display()),
+        ))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&paths.state_dir)
+        .map_err(|e| fail("cannot create the state directory", &e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.state_dir.join("1ldd.lock"))
+        .map_err(|e| fail("cannot open the lock file in", &e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        fail(
+            "another 1ldd is running on the state directory (stop it first: systemctl stop 1ld);",
+            &e,
+        )
+    })
 }
 
 fn shared_config(shared: &SharedConfig) -> Arc<Config> {

@@ -47,8 +47,8 @@ pub fn watchdog_interval() -> Option<Duration> {
 }
 
 /// Heartbeats of the main loops. Each loop holds a [`Beat`] and calls
-/// [`Beat::alive`] every iteration; [`Heartbeats::all_alive`] says whether
-/// every loop did so within `within`.
+/// [`Beat::alive`] every iteration; [`Heartbeats::stalled`] names the loops
+/// that did not do so within a given interval.
 #[derive(Debug, Clone, Default)]
 pub struct Heartbeats {
     loops: Arc<std::sync::Mutex<Vec<LoopBeat>>>,
