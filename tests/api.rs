@@ -516,7 +516,12 @@ async fn newest_operations_first_and_limit() {
     let d = Daemon::start();
     let c = d.client();
     let first = post_download(&c).await;
-    wait_final(&c, &first.id).await;
+    // The list page is cached between writes: it must follow every change.
+    let listed: Vec<Operation> = c.get("/v1/operations").await.expect(200).json();
+    assert_eq!(listed[0].id, first.id);
+    let done = wait_final(&c, &first.id).await;
+    let listed: Vec<Operation> = c.get("/v1/operations").await.expect(200).json();
+    assert_eq!(listed[0].status, done.status, "the list shows the final state");
     let second = post_download(&c).await;
     wait_final(&c, &second.id).await;
     let list: Vec<Operation> = c.get("/v1/operations").await.expect(200).json();
@@ -951,4 +956,150 @@ async fn roles_with_real_users() {
             "no audit event for {user}: {events:#?}"
         );
     }
+}
+
+// ---- Crash-interrupted operations (root tier: the real 1ldd) ---------------
+
+/// Where the sandbox's `local` storage keeps templates.
+fn template_file(tools: &daemon::SandboxTools) -> std::path::PathBuf {
+    tools.root.join("var/lib/vz/template/cache").join(TINY)
+}
+
+/// `pveam list local` as the sandbox prints it.
+fn pveam_list(tools: &daemon::SandboxTools) -> String {
+    let out = std::process::Command::new(tools.bin_dir.join("pveam"))
+        .args(["list", "local"])
+        .output()
+        .expect("pveam list");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The issue's "kill the daemon process mid-operation, restart, see
+/// `interrupted` + compensation", with the real binary and SIGKILL: the
+/// download gets past recording `present_before: false` and the template
+/// volume appears; the daemon dies in the verify step (its `pveam list`
+/// hangs); the restarted daemon marks the operation `interrupted`, removes
+/// the volume the operation created, and the target is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_interrupts_and_compensates_its_operations_at_restart() {
+    if !daemon::root_tier(
+        "a_killed_daemon_interrupts_and_compensates_its_operations_at_restart",
+        "1ldd refuses to start without root capabilities",
+    ) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("1ld-api-crash")
+        .tempdir()
+        .expect("temp dir");
+    let tools = daemon::SandboxTools::new(dir.path());
+    // Step 2's `pveam list` (template absent) is quick; step 5's hangs.
+    tools.faults(&["pveam list delay 1 once", "pveam list hang"]);
+    let mut first = daemon::ChildDaemon::start(dir.path(), &tools, &[]).await;
+    let c = first.client();
+    let op = post_download(&c).await;
+    let file = template_file(&tools);
+    daemon::wait_for("the download to reach its verify step", LIMIT, || async {
+        let o: Operation = c
+            .get(&format!("/v1/operations/{}", op.id))
+            .await
+            .expect(200)
+            .json();
+        assert!(!o.status.is_final(), "ended before the kill: {o:?}");
+        (o.progress.step == 5 && file.is_file()).then_some(())
+    })
+    .await;
+
+    // The crash: SIGKILL, and (as systemd's KillMode=mixed does before a
+    // restart) the commands it left running with it.
+    let orphans = first.crash();
+    assert!(
+        !orphans.is_empty(),
+        "the daemon had no command running (its `pveam list` hangs)"
+    );
+    assert!(
+        file.is_file(),
+        "the kill alone removed the template: nothing left to compensate"
+    );
+    assert!(pveam_list(&tools).contains(TINY));
+    tools.faults(&[]);
+
+    let second = daemon::ChildDaemon::start(dir.path(), &tools, &[]).await;
+    let c = second.client();
+    let got: Operation = c
+        .get(&format!("/v1/operations/{}", op.id))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got.status, OpStatus::Interrupted, "{got:?}");
+    let err = got.error.as_ref().expect("an interrupted op has an error");
+    assert_eq!(err.code, "interrupted");
+    assert!(err.message.contains("running"), "{}", err.message);
+    assert!(
+        got.started_at.is_some() && got.finished_at.is_some(),
+        "{got:?}"
+    );
+    assert!(got.started_at <= got.finished_at, "{got:?}");
+    assert!(!got.cancellable, "{got:?}");
+    // Reconciled before serving: exactly this operation is interrupted.
+    let interrupted: Vec<Operation> = c
+        .get("/v1/operations?status=interrupted")
+        .await
+        .expect(200)
+        .json();
+    let ids: Vec<&str> = interrupted.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, [op.id.as_str()]);
+    let running: Vec<Operation> = c
+        .get("/v1/operations?status=queued,running")
+        .await
+        .expect(200)
+        .json();
+    assert!(running.is_empty(), "{running:?}");
+
+    // Its log shows the compensation, and the volume it created is gone.
+    let log: OpLogChunk = c
+        .get(&format!("/v1/operations/{}/log", op.id))
+        .await
+        .expect(200)
+        .json();
+    assert!(log.complete, "{log:?}");
+    let text = log.lines.join("\n");
+    assert!(
+        text.contains("not resumed") && text.contains(&format!("removed local:vztmpl/{TINY}")),
+        "{text}"
+    );
+    assert!(!file.exists(), "compensation left {}", file.display());
+    assert!(!pveam_list(&tools).contains(TINY), "{}", pveam_list(&tools));
+    let logged = second.log_text();
+    assert!(
+        logged.contains(&op.id) && logged.contains("interrupted"),
+        "the restarted daemon did not log the reconciliation:\n{logged}"
+    );
+
+    // No stale lock: the same target downloads again.
+    let again = post_download(&c).await;
+    assert_eq!(wait_final(&c, &again.id).await.status, OpStatus::Succeeded);
+    assert!(file.is_file());
+
+    // A clean stop; the store is intact and its audit trail has the restart
+    // that interrupted the operation.
+    let mut second = second;
+    let status = second.terminate();
+    assert!(
+        status.success(),
+        "1ldd exited {status}:\n{}",
+        second.log_text()
+    );
+    let store = oneld::store::Store::open(&oneld::paths::Paths::from_config(&second.config))
+        .expect("the store opens (integrity check) after the crash and restart");
+    let events = store.events_after(0, 1000).expect("stored events");
+    let started: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.kind == "lifecycle" && e.payload["action"] == "daemon_started")
+        .map(|e| &e.payload)
+        .collect();
+    assert_eq!(started.len(), 2, "{events:#?}");
+    assert_eq!(started[0]["interrupted_operations"], 0);
+    assert_eq!(started[1]["interrupted_operations"], 1);
+    assert_eq!(started[1]["interrupted"], json!([op.id]));
 }

@@ -105,6 +105,8 @@ pub struct Ctx {
     pub roles: auth::Roles,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
+    /// The last rendered `GET /v1/operations` page (see its handler).
+    pub op_list_cache: handlers::operations::ListCache,
 }
 
 /// The whole API as a router (shutdown token never cancelled; [`serve`]
@@ -119,6 +121,7 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         app: state,
         roles: auth::Roles::new(),
         shutdown,
+        op_list_cache: handlers::operations::ListCache::default(),
     });
     let v1 = Router::new()
         .route("/host", get(host::get_host))

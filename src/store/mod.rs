@@ -133,6 +133,8 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Bumped by every write to `operations` (see [`Store::ops_generation`]).
+    ops_generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,6 +202,7 @@ impl Store {
                 path,
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
+                ops_generation: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -221,6 +224,29 @@ impl Store {
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.writer);
         f(&mut conn).map_err(|e| self.err(e))
+    }
+
+    /// [`Store::write`] for the `operations` table: also bumps
+    /// [`Store::ops_generation`], after the write, so a reader that read the
+    /// old generation first may hold older data but is never served again.
+    pub(crate) fn write_ops<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let out = self.write(f);
+        self.inner
+            .ops_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        out
+    }
+
+    /// A counter bumped by every write to the `operations` table. Read it
+    /// BEFORE reading operations: what was read stays current as long as the
+    /// counter is unchanged (log lines and events do not count).
+    pub fn ops_generation(&self) -> u64 {
+        self.inner
+            .ops_generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `f` on a reader connection (from the pool, or a new one).

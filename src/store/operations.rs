@@ -160,7 +160,7 @@ impl Store {
 
     /// Inserts a new operation.
     pub fn insert_op(&self, rec: &OpRecord) -> Result<(), StoreError> {
-        self.write(|c| {
+        self.write_ops(|c| {
             c.execute(
                 &format!("INSERT INTO operations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"),
                 params![
@@ -191,7 +191,7 @@ impl Store {
     /// Writes every mutable field of `rec` (status, error, times, progress,
     /// cancellable, payload). Not-found is an error: rows are never recreated.
     pub fn update_op(&self, rec: &OpRecord) -> Result<(), StoreError> {
-        let n = self.write(|c| {
+        let n = self.write_ops(|c| {
             c.execute(
                 "UPDATE operations SET status = ?2, error_code = ?3, error_message = ?4, \
                  started_ms = ?5, finished_ms = ?6, progress_step = ?7, progress_steps = ?8, \
@@ -302,7 +302,7 @@ impl Store {
     /// Deletes operations (and their logs) that ended before `before_ms`;
     /// returns how many.
     pub fn delete_finished_ops_before(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.write(|c| {
+        self.write_ops(|c| {
             c.execute(
                 "DELETE FROM operations WHERE status NOT IN ('queued', 'running') \
                  AND finished_ms IS NOT NULL AND finished_ms < ?1",

@@ -317,3 +317,22 @@ fn rfc3339_is_utc() {
     assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
     assert_eq!(rfc3339(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
 }
+
+#[test]
+fn ops_generation_moves_with_operation_writes_only() {
+    let (_t, p) = paths();
+    let s = Store::open(&p).expect("open");
+    let g0 = s.ops_generation();
+    let mut a = rec("a", 1000);
+    s.insert_op(&a).expect("insert");
+    let g1 = s.ops_generation();
+    assert!(g1 > g0, "insert bumps");
+    s.append_op_log("a", 1001, "a line").expect("log");
+    assert_eq!(s.ops_generation(), g1, "log lines do not change the list");
+    a.status = OpStatus::Succeeded;
+    s.update_op(&a).expect("update");
+    let g2 = s.ops_generation();
+    assert!(g2 > g1, "update bumps");
+    s.delete_finished_ops_before(i64::MAX).expect("prune");
+    assert!(s.ops_generation() > g2, "prune bumps");
+}

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use hyper::body::Bytes;
 
 use crate::api::{LogQuery, OpLogChunk, OpStatus, Operation, OperationsQuery, WaitQuery};
 use crate::error::Error;
@@ -36,6 +38,34 @@ fn parse_status(list: &str) -> Result<Vec<OpStatus>, Error> {
         .collect()
 }
 
+/// The last rendered page of `GET /v1/operations`, keyed by the store's
+/// `operations` write generation and the query. Clients (1ldctl, dashboards) poll this
+/// list; while nothing was written, the same bytes are served again without
+/// touching SQLite or serde. Every write to the `operations` table changes
+/// the generation, so a stale page is never served.
+#[derive(Debug, Default)]
+pub struct ListCache(std::sync::Mutex<Option<(u64, OperationsQuery, Bytes)>>);
+
+impl ListCache {
+    fn get(&self, generation: u64, q: &OperationsQuery) -> Option<Bytes> {
+        let slot = self.0.lock().ok()?;
+        match &*slot {
+            Some((g, key, body)) if *g == generation && key == q => Some(body.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, generation: u64, q: OperationsQuery, body: Bytes) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((generation, q, body));
+        }
+    }
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    ([(hyper::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Operations, newest first, filtered by status, kind and target.
 #[utoipa::path(
     get,
@@ -51,17 +81,25 @@ fn parse_status(list: &str) -> Result<Vec<OpStatus>, Error> {
 pub async fn list_operations(
     State(ctx): State<Arc<Ctx>>,
     ApiQuery(q): ApiQuery<OperationsQuery>,
-) -> Result<Json<Vec<Operation>>, Error> {
+) -> Result<Response, Error> {
+    // The generation is read before the data (see `Store::ops_generation`).
+    let generation = ctx.app.store.ops_generation();
+    if let Some(body) = ctx.op_list_cache.get(generation, &q) {
+        return Ok(json_bytes(body));
+    }
     let filter = OpFilter {
         status: match q.status.as_deref() {
             Some(s) => parse_status(s)?,
             None => Vec::new(),
         },
-        kind: q.kind,
-        target: q.target,
+        kind: q.kind.clone(),
+        target: q.target.clone(),
         limit: q.limit,
     };
-    ctx.app.ops.list(&filter).map(Json)
+    let ops = ctx.app.ops.list(&filter)?;
+    let body = Bytes::from(serde_json::to_vec(&ops).map_err(Error::internal)?);
+    ctx.op_list_cache.put(generation, q, body.clone());
+    Ok(json_bytes(body))
 }
 
 /// One operation.
