@@ -22,6 +22,10 @@ trap 'rm -f "$tmp"' EXIT
   echo "## Sandbox node"
   echo
   cargo bench -q -p oneld --bench sandbox
+  echo
+  echo "## Daemon (1ldd)"
+  echo
+  cargo bench -q -p oneld --bench daemon 2>/dev/null
 } | tee "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
