@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole daemon configuration (`/etc/1ld/1ld.toml`; every option is
 /// listed, commented, with its default in the shipped file).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the daemon keeps its state (`state.db`, `secrets/`). Mode 0700.
@@ -35,7 +35,7 @@ impl Default for Config {
 }
 
 /// `[api]`: the Unix socket and who may use it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// The socket path (ignored under systemd socket activation).
@@ -60,7 +60,7 @@ impl Default for ApiConfig {
 }
 
 /// `[ops]`: how operations run.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OpsConfig {
     /// How many heavy operations (vzdump, restore) run at once.
@@ -82,7 +82,7 @@ impl Default for OpsConfig {
 }
 
 /// `[pve]`: how the Proxmox command-line tools are run.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PveConfig {
     /// Directory holding `pct`, `pveam`, `vzdump`, `pvesm`, `pvesh`,
@@ -200,6 +200,48 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped `packaging/1ld.toml` lists every option with its default:
+    /// uncommenting every line must parse and give exactly the defaults.
+    #[test]
+    fn shipped_file_lists_every_option_with_its_default() {
+        let shipped = include_str!("../packaging/1ld.toml");
+        assert_eq!(
+            Config::parse(shipped, Path::new("1ld.toml")).unwrap(),
+            Config::default(),
+            "the shipped file, as shipped (all commented), is the defaults"
+        );
+        let uncommented: String = shipped
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.starts_with(' ') => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut parsed = Config::parse(&uncommented, Path::new("1ld.toml")).unwrap();
+        // The two options whose default is "unset" are shown with an example.
+        assert_eq!(parsed.pve.bin_dir.take(), Some(PathBuf::from("/usr/sbin")));
+        assert_eq!(parsed.pve.node.take(), Some("pve".to_string()));
+        assert_eq!(parsed, Config::default());
+        // Every key of the struct appears: serialise a config with every
+        // option set and look each key up in the file.
+        let mut full = Config::default();
+        full.pve.bin_dir = Some(PathBuf::from("/usr/sbin"));
+        full.pve.node = Some("pve".to_string());
+        let table = toml::Value::try_from(&full).unwrap();
+        let mut keys = Vec::new();
+        for (k, v) in table.as_table().unwrap() {
+            match v.as_table() {
+                Some(section) => keys.extend(section.keys().cloned()),
+                None => keys.push(k.clone()),
+            }
+        }
+        assert!(keys.len() >= 12, "{keys:?}");
+        for key in keys {
+            assert!(shipped.contains(&format!("#{key} = ")), "{key} missing");
+        }
+    }
 
     #[test]
     fn missing_file_is_defaults() {
