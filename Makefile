@@ -13,7 +13,7 @@ PVE_SANDBOX_MIRROR ?= /var/cache/pve-sandbox/mirror
 export PVE_SANDBOX_MIRROR
 TEMPLATE := debian-12-standard_12.12-1_amd64.tar.zst
 
-.PHONY: help deps build sandbox-bin template sandbox sandbox-down demo \
+.PHONY: help deps build daemon-bin sandbox-bin template sandbox sandbox-down demo \
         test test-fast test-sandbox lint fmt bench clean
 
 help:
@@ -49,10 +49,14 @@ sandbox: deps sandbox-bin template
 	@$(SANDBOX_BIN)/pve-sandbox status
 
 sandbox-down:
+	@bash scripts/daemon-down.sh
 	@if [ -x $(SANDBOX_BIN)/pve-sandbox ]; then $(SANDBOX_BIN)/pve-sandbox down; \
 	 else echo "sandbox-down: no sandbox binary; nothing to do"; fi
 
-demo: sandbox
+daemon-bin:
+	$(CARGO) build --release -p oneld --bin 1ldd
+
+demo: sandbox daemon-bin
 	@bash scripts/demo.sh
 
 lint: deps

@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
 # `make demo` on a machine without Proxmox: the sandbox PVE node is up (the
-# Makefile's `sandbox` target); create a Debian 12 container the way 1ld will,
-# start it, wait for its DHCP lease and show it running.
+# Makefile's `sandbox` target). Start 1ldd on it, ask the API what the node
+# offers (GET /v1/host) and run an operation through it (template download);
+# then create a Debian 12 container the way 1ld will, start it, wait for its
+# DHCP lease and show it running.
 #
-# Until the daemon (`1ldd`) lands, this drives the Proxmox CLI stand-ins
-# directly; later issues replace the body with `1ldctl deploy` and `1ldctl ls`.
+# Deployments (`1ldctl deploy`, `1ldctl ls`) replace the pct part when they land.
 set -euo pipefail
 BIN="$(cd "$(dirname "$0")/.." && pwd)/target/sandbox/bin"
 export PATH="$BIN:$PATH"
 TEMPLATE=local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst
 NAME=demo-netbox-agent
+SOCK=/run/1ld/1ld.sock
+api() { curl -sS --unix-socket "$SOCK" "$@"; echo; }
+
+bash "$(dirname "$0")/daemon-up.sh"
+echo "==> curl --unix-socket $SOCK http://localhost/v1/host"
+api http://localhost/v1/host
+echo "==> POST /v1/templates (an operation: 202 + Location)"
+op=$(curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' \
+  -d '{"storage":"local","template":"debian-12-standard_12.12-1_amd64.tar.zst"}' \
+  http://localhost/v1/templates)
+echo "$op"
+id=$(echo "$op" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+echo "==> GET /v1/operations/$id/wait"
+api "http://localhost/v1/operations/$id/wait?timeout=60"
 
 vmid=$(pct list | awk -v n="$NAME" 'NR>1 && $NF==n {print $1}' | head -n1)
 if [ -z "$vmid" ]; then

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   iproute2       # bridge and veth management, `ip -json addr` in a CT's netns
   util-linux     # nsenter, flock
   tar rsync ca-certificates
+  curl           # the demo talks to the API socket with curl --unix-socket
   build-essential pkg-config
 )
 
