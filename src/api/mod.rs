@@ -7,6 +7,15 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+pub mod deployments;
+
+pub use deployments::{
+    AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
+    Change, ContainerState, DeleteQuery, DeployRequest, Deployment, Drift, HealthStatus,
+    HealthSummary, IntendedState, Overrides, Plan, PlanFile, Resources, SettingInfo, SettingKind,
+    UnmanagedContainer,
+};
+
 /// The API versions this daemon serves.
 pub const API_VERSIONS: &[&str] = &["v1"];
 
