@@ -14,8 +14,10 @@
 //! - [`events`]: the bounded event bus (`GET /v1/events`).
 //! - [`ops`]: operations (submit, progress, log, cancel, compensation, locks, recovery) and their kinds.
 //! - [`server`]: the API server on the Unix socket (roles, errors, handlers, OpenAPI).
+//! - [`client`]: `1ldctl`, the client of that socket (commands, rendering, exit codes).
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod error;

@@ -7,6 +7,9 @@
 
 mod daemon;
 
+#[path = "api/cli.rs"]
+mod cli;
+
 use std::time::Duration;
 
 use daemon::{Client, Daemon, Options, LIMIT, TINY};

@@ -1,23 +1,10 @@
 //! `1ldd`: the 1ld daemon. Thin: parse the command line, load the config,
 //! set up logging and hand over to [`oneld::daemon::run`].
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-
-/// The 1ld daemon: deploys, supervises and backs up homelab apps in LXC
-/// containers on this Proxmox VE node, and serves the 1ld API on a Unix socket.
-#[derive(Debug, Parser)]
-#[command(name = "1ldd", version)]
-struct Cli {
-    /// Configuration file (a missing file means all defaults).
-    #[arg(long, value_name = "FILE", default_value = oneld::paths::DEFAULT_CONFIG)]
-    config: PathBuf,
-    /// Validate the configuration file, print the result and exit.
-    #[arg(long)]
-    check_config: bool,
-}
+use oneld::daemon::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

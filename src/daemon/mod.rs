@@ -26,6 +26,7 @@
 //! old configuration stays.
 
 pub mod caps;
+pub mod cli;
 pub mod logging;
 pub mod notify;
 
