@@ -245,7 +245,8 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     events.publish(
         crate::api::EventType::Lifecycle,
         serde_json::json!({"action": "daemon_started", "version": env!("CARGO_PKG_VERSION"),
-                           "interrupted_operations": interrupted.len()}),
+                           "interrupted_operations": interrupted.len(),
+                           "interrupted": interrupted.iter().map(|o| o.id.as_str()).collect::<Vec<_>>()}),
     );
     notify::ready(&format!("ready; listening on {}", paths.socket.display()));
     tracing::info!(startup_ms = startup.as_millis() as u64, socket = %paths.socket.display(), "1ldd ready");

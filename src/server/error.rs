@@ -39,14 +39,26 @@ pub fn status_of(kind: &ErrorKind) -> StatusCode {
 
 /// A response with `status` and the error body `{code, message}`.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ApiErrorBody {
-        error: ApiErrorInner {
-            code: code.to_string(),
-            message: message.into(),
-        },
+    let inner = ApiErrorInner {
+        code: code.to_string(),
+        message: message.into(),
     };
-    (status, axum::Json(body)).into_response()
+    let mut resp = (
+        status,
+        axum::Json(ApiErrorBody {
+            error: inner.clone(),
+        }),
+    )
+        .into_response();
+    // Router-level errors quote what the client sent (the path): [`finish`]
+    // redacts them too.
+    resp.extensions_mut().insert(Body(inner));
+    resp
 }
+
+/// The body an [`error_response`] was rendered with, for [`finish`].
+#[derive(Debug, Clone)]
+struct Body(ApiErrorInner);
 
 /// The body of `e` as the client sees it (no detail for internal errors).
 fn render(e: &Error) -> Response {
@@ -79,23 +91,32 @@ impl IntoResponse for Error {
     }
 }
 
-/// Last step of every response (called by the auth layer): an error body is
-/// rendered again with secrets redacted (`***`), and an internal error's
+/// Last step of every response (called by the auth layer): an error body
+/// (of an [`Error`], or a router-level [`error_response`] quoting the
+/// request) is rendered again with secrets redacted (`***`), and an internal error's
 /// detail is logged (redacted too) — the client never gets it.
 pub fn finish(mut resp: Response, redactor: &Redactor) -> Response {
-    let Some(Rendered(e)) = resp.extensions_mut().remove::<Rendered>() else {
+    let body = resp.extensions_mut().remove::<Body>();
+    let mut out = if let Some(Rendered(e)) = resp.extensions_mut().remove::<Rendered>() {
+        let e = redactor.redact_error((*e).clone());
+        match e.kind {
+            ErrorKind::Internal => tracing::error!(
+                detail = e.detail.as_deref().unwrap_or(&e.message),
+                "internal error answering a request"
+            ),
+            _ => tracing::debug!(code = e.kind.code(), message = %e.message, "request refused"),
+        }
+        render(&e)
+    } else if let Some(Body(b)) = body {
+        match redactor.redact(&b.message) {
+            std::borrow::Cow::Borrowed(_) => return resp,
+            std::borrow::Cow::Owned(m) => error_response(resp.status(), &b.code, m),
+        }
+    } else {
         return resp;
     };
-    let e = redactor.redact_error((*e).clone());
-    match e.kind {
-        ErrorKind::Internal => tracing::error!(
-            detail = e.detail.as_deref().unwrap_or(&e.message),
-            "internal error answering a request"
-        ),
-        _ => tracing::debug!(code = e.kind.code(), message = %e.message, "request refused"),
-    }
+    out.extensions_mut().remove::<Body>();
     let headers = std::mem::take(resp.headers_mut());
-    let mut out = render(&e);
     for (name, value) in headers.iter() {
         if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
             out.headers_mut().append(name, value.clone());

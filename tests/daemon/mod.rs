@@ -223,6 +223,9 @@ pub struct Options {
     pub config: Box<dyn FnOnce(&mut Config) + Send>,
     /// Use this socket path instead of one in the temp dir.
     pub socket: Option<PathBuf>,
+    /// Runs on the final config before the daemon boots (e.g. to store a
+    /// secret in its state dir).
+    pub prepare: Box<dyn FnOnce(&Config) + Send>,
 }
 
 impl Default for Options {
@@ -231,6 +234,7 @@ impl Default for Options {
             sandbox: true,
             config: Box::new(|_| {}),
             socket: None,
+            prepare: Box::new(|_| {}),
         }
     }
 }
@@ -305,6 +309,7 @@ impl Daemon {
         config.pve.long_command_timeout_secs = 20;
         config.ops.shutdown_grace_secs = 5;
         (opts.config)(&mut config);
+        (opts.prepare)(&config);
         let socket = config.api.socket.clone();
 
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
@@ -605,5 +610,236 @@ impl EventStream {
                 return out;
             }
         }
+    }
+}
+
+/// Whether the root tier runs (`PVE_SANDBOX_E2E=1`, set by `make test`);
+/// then it must be root, and a test that is not fails instead of skipping.
+pub fn root_tier(test: &str, why_root: &str) -> bool {
+    if std::env::var("PVE_SANDBOX_E2E").as_deref() != Ok("1") {
+        eprintln!("{test}: root tier, runs with PVE_SANDBOX_E2E=1 (make test)");
+        return false;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "PVE_SANDBOX_E2E=1 but not root: {why_root} (run `make test` as root)"
+    );
+    true
+}
+
+/// The parent pid of `pid` (from `/proc/<pid>/stat`), `None` once it is gone.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Whether `pid` still runs (a zombie does not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s[s.rfind(')')? + 1..].to_string();
+            rest.split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Every pid on the system.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The live descendants of `root` (children, grandchildren, ...).
+pub fn descendants(root: i32) -> Vec<i32> {
+    let parents: Vec<(i32, i32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (child, _) in parents.iter().filter(|(_, pp)| *pp == p) {
+            if !out.contains(child) {
+                out.push(*child);
+                frontier.push(*child);
+            }
+        }
+    }
+    out.retain(|p| alive(*p));
+    out
+}
+
+/// The real `1ldd` binary as a child process on a config under `dir`
+/// (`<dir>/1ld.toml`: state `<dir>/state`, socket `<dir>/run/1ld.sock`,
+/// group = our primary group, the sandbox tools). Needs root (1ldd refuses
+/// to start without the capabilities pct/vzdump need). Its stderr goes to
+/// `<dir>/1ldd-<n>.log`. Dropping it kills it (and what it started).
+pub struct ChildDaemon {
+    child: Option<std::process::Child>,
+    /// Its pid.
+    pub pid: i32,
+    /// The API socket.
+    pub socket: PathBuf,
+    /// The configuration it runs with.
+    pub config: Config,
+    /// Where its stderr (the daemon's log) goes.
+    pub log: PathBuf,
+}
+
+impl ChildDaemon {
+    /// Writes `<dir>/1ld.toml` (kept if there) and starts `1ldd --config`
+    /// on it with `env` added; returns once the API answers `GET /`.
+    pub async fn start(dir: &Path, tools: &SandboxTools, env: &[(&str, &str)]) -> ChildDaemon {
+        let config_path = dir.join("1ld.toml");
+        if !config_path.exists() {
+            let group = group_name(nix::unistd::getegid().as_raw());
+            let toml = format!(
+                "state_dir = {state:?}\n\n[api]\nsocket = {socket:?}\ngroup = {group:?}\n\
+                 admin_group = {group:?}\n\n[pve]\nbin_dir = {bin:?}\nnode = \"pve\"\n\
+                 command_timeout_secs = 10\nlong_command_timeout_secs = 20\n\n\
+                 [ops]\nshutdown_grace_secs = 5\n",
+                state = dir.join("state").display().to_string(),
+                socket = dir.join("run/1ld.sock").display().to_string(),
+                bin = tools.bin_dir.display().to_string(),
+            );
+            std::fs::write(&config_path, toml).expect("write 1ld.toml");
+        }
+        let config = Config::load(&config_path).expect("the test config loads");
+        let n = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("1ldd-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        let log = dir.join(format!("1ldd-{n}.log"));
+        let stderr = std::fs::File::create(&log).expect("daemon log file");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_1ldd"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .stdin(std::process::Stdio::null())
+            .stdout(stderr.try_clone().expect("dup log"))
+            .stderr(stderr);
+        // Not under systemd: no notify socket, no socket activation, no journal.
+        for var in [
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+            "JOURNAL_STREAM",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        let child = cmd.spawn().expect("spawn 1ldd");
+        let mut d = ChildDaemon {
+            pid: child.id() as i32,
+            child: Some(child),
+            socket: config.api.socket.clone(),
+            config,
+            log,
+        };
+        d.wait_ready().await;
+        d
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A client on its socket.
+    pub fn client(&self) -> Client {
+        Client::new(&self.socket)
+    }
+
+    async fn wait_ready(&mut self) {
+        let socket = self.socket.clone();
+        let child = self.child.as_mut().expect("running");
+        let log = self.log.clone();
+        wait_for("1ldd to answer on its socket", LIMIT, || {
+            let exited = child.try_wait().ok().flatten();
+            let socket = socket.clone();
+            let log = log.clone();
+            async move {
+                if let Some(status) = exited {
+                    panic!(
+                        "1ldd exited ({status}) before it was ready:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+                // A dead socket file of a killed predecessor refuses connections.
+                std::os::unix::net::UnixStream::connect(&socket).ok()?;
+                let r = Client::new(&socket).get("/").await;
+                r.status.is_success().then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Kills it as a crash would, and what it started as systemd
+    /// (`KillMode=mixed`) would before a restart: stops it (so it cannot
+    /// start anything more), kills its descendants' process groups and it
+    /// with SIGKILL, reaps it. Returns the descendants it had; all are gone.
+    pub fn crash(&mut self) -> Vec<i32> {
+        use nix::sys::signal::{kill, killpg, Signal};
+        use nix::unistd::Pid;
+        let Some(mut child) = self.child.take() else {
+            return Vec::new();
+        };
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGSTOP);
+        let family = descendants(self.pid);
+        let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        for p in &family {
+            let _ = killpg(Pid::from_raw(*p), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        let _ = child.wait();
+        let deadline = Instant::now() + LIMIT;
+        while family.iter().any(|p| alive(*p)) {
+            assert!(
+                Instant::now() < deadline,
+                "the killed daemon's children {family:?} still run"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        family
+    }
+
+    /// SIGTERM, then waits (bounded) for it to exit; its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{kill, Signal};
+        let mut child = self.child.take().expect("running");
+        let _ = kill(nix::unistd::Pid::from_raw(self.pid), Signal::SIGTERM);
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait 1ldd") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.child = Some(child);
+                self.crash();
+                panic!("1ldd did not exit within {LIMIT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        self.crash();
     }
 }

@@ -45,7 +45,13 @@ pub async fn get_host(State(ctx): State<Arc<Ctx>>) -> Result<Json<HostInfo>, Err
             .await
             .map_err(unusable)?,
     };
-    host_info(&pve).await.map(Json)
+    let mut info = host_info(&pve).await?;
+    // Warnings quote the tools' output: free text, which may carry a secret.
+    let redactor = ctx.app.secrets.redactor();
+    for w in &mut info.warnings {
+        *w = redactor.redact_string(w);
+    }
+    Ok(Json(info))
 }
 
 /// A detection failure is always "dependency down", with its reason.
