@@ -13,7 +13,7 @@ PVE_SANDBOX_MIRROR ?= /var/cache/pve-sandbox/mirror
 export PVE_SANDBOX_MIRROR
 TEMPLATE := debian-12-standard_12.12-1_amd64.tar.zst
 
-.PHONY: help deps build daemon-bin sandbox-bin template sandbox sandbox-down demo \
+.PHONY: help deps build daemon-bin fakes-bin sandbox-bin template sandbox sandbox-down demo \
         test test-fast test-sandbox lint fmt bench clean
 
 help:
@@ -55,6 +55,11 @@ sandbox-down:
 
 daemon-bin:
 	$(CARGO) build --release -p oneld --bin 1ldd
+
+# Fake NetBox / Wiki.js / Home Assistant replaying recorded transcripts (test
+# tooling, never shipped): scripts/fakes-up.sh starts it on the sandbox bridge.
+fakes-bin:
+	$(CARGO) build --release -p fake-upstreams
 
 demo: sandbox daemon-bin
 	@bash scripts/demo.sh

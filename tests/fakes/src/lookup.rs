@@ -1,0 +1,60 @@
+//! Finding the recorded exchange for a live request, shared by the fakes.
+
+use crate::server::{Answer, LiveRequest};
+use crate::transcript::Recorded;
+
+/// The first recorded exchange, trying `auths` in order (`None` = recorded
+/// without `Authorization`), whose `Authorization` is that candidate and for
+/// which `same` holds.
+pub(crate) fn by_auth<'a>(
+    recorded: &'a [Recorded],
+    auths: &[Option<String>],
+    same: impl Fn(&Recorded) -> bool,
+) -> Option<&'a Recorded> {
+    auths.iter().find_map(|auth| {
+        recorded
+            .iter()
+            .find(|r| r.exchange.request.authorization() == auth.as_deref() && same(r))
+    })
+}
+
+/// Method, full path (with query) and JSON body equal.
+pub(crate) fn same_request(r: &Recorded, live: &LiveRequest) -> bool {
+    r.exchange
+        .request
+        .method
+        .eq_ignore_ascii_case(live.method.as_str())
+        && r.exchange.request.path == live.path_and_query
+        && live.body_matches(&r.exchange.request.body)
+}
+
+/// Whether any exchange was recorded for this method and path (query aside).
+pub(crate) fn known_route(recorded: &[Recorded], live: &LiveRequest) -> bool {
+    recorded.iter().any(|r| {
+        r.exchange
+            .request
+            .method
+            .eq_ignore_ascii_case(live.method.as_str())
+            && r.exchange.request.path_only() == live.path()
+    })
+}
+
+/// The answer replaying `r`.
+pub(crate) fn replay(r: &Recorded) -> Answer {
+    Answer::Reply {
+        reply: r.reply.clone(),
+        from: r.from.clone(),
+        note: r.exchange.note.clone(),
+    }
+}
+
+/// The answer replaying `r`'s recorded authentication failure for another
+/// route (the server checks credentials before the view runs, so the
+/// answer does not depend on the route).
+pub(crate) fn replay_auth_failure(r: &Recorded) -> Answer {
+    Answer::Reply {
+        reply: r.reply.clone(),
+        from: format!("{} (authentication failure, same for every route)", r.from),
+        note: r.exchange.note.clone(),
+    }
+}
