@@ -21,6 +21,8 @@ pub struct Config {
     pub pve: PveConfig,
     /// `[ops]`: operations.
     pub ops: OpsConfig,
+    /// `[apps]`: app manifests, agent binaries, deploy timeouts.
+    pub apps: AppsConfig,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             pve: PveConfig::default(),
             ops: OpsConfig::default(),
+            apps: AppsConfig::default(),
         }
     }
 }
@@ -119,6 +122,40 @@ impl PveConfig {
     }
 }
 
+/// `[apps]`: where manifests and agent binaries are, and deploy bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppsConfig {
+    /// User app manifests (`*.toml`), added to the built-ins.
+    pub dir: PathBuf,
+    /// Agent binaries pushed into containers (`agent = "<file>"` in manifests).
+    pub agents_dir: PathBuf,
+    /// Root disk storage when a deploy names none.
+    pub storage: String,
+    /// Storage templates are downloaded to when none holds the app's template.
+    pub template_storage: String,
+    /// Seconds a new container gets to obtain an IPv4 lease.
+    pub lease_timeout_secs: u64,
+    /// Seconds between drift checks of every deployment (0: never).
+    pub drift_interval_secs: u64,
+    /// Where network devices are listed (bridges have a `bridge/` dir); only tests change it.
+    pub sys_class_net: PathBuf,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(crate::paths::DEFAULT_APPS_DIR),
+            agents_dir: PathBuf::from(crate::paths::DEFAULT_AGENTS_DIR),
+            storage: "local-lvm".to_string(),
+            template_storage: "local".to_string(),
+            lease_timeout_secs: 60,
+            drift_interval_secs: 300,
+            sys_class_net: PathBuf::from("/sys/class/net"),
+        }
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -177,6 +214,15 @@ impl Config {
         }
         if !cfg.state_dir.is_absolute() {
             return Err(bad("state_dir", "must be an absolute path"));
+        }
+        if cfg.apps.lease_timeout_secs == 0 {
+            return Err(bad("apps.lease_timeout_secs", "must be at least 1"));
+        }
+        if !cfg.apps.dir.is_absolute() {
+            return Err(bad("apps.dir", "must be an absolute path"));
+        }
+        if !cfg.apps.agents_dir.is_absolute() {
+            return Err(bad("apps.agents_dir", "must be an absolute path"));
         }
         if !cfg.api.socket.is_absolute() {
             return Err(bad("api.socket", "must be an absolute path"));

@@ -13,13 +13,17 @@
 //! - [`secrets`]: root-only secret files and the [`secrets::Redactor`].
 //! - [`events`]: the bounded event bus (`GET /v1/events`).
 //! - [`ops`]: operations (submit, progress, log, cancel, compensation, locks, recovery) and their kinds.
+//! - [`apps`]: the app catalog (manifests, settings schema, rendering).
+//! - [`deploy`]: deployments (validation, plan, install, health gate, drift).
 //! - [`server`]: the API server on the Unix socket (roles, errors, handlers, OpenAPI).
 //! - [`client`]: `1ldctl`, the client of that socket (commands, rendering, exit codes).
 
 pub mod api;
+pub mod apps;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod deploy;
 pub mod error;
 pub mod events;
 pub mod ops;

@@ -30,6 +30,9 @@ pub struct Paths {
     pub secrets_dir: PathBuf,
     /// The API socket.
     pub socket: PathBuf,
+    /// Rendered files waiting to be pushed into a container (0700; one
+    /// subdirectory per operation, removed when it ends).
+    pub staging_dir: PathBuf,
 }
 
 impl Paths {
@@ -45,6 +48,7 @@ impl Paths {
             db: state_dir.join("state.db"),
             secrets_dir: state_dir.join("secrets"),
             socket: socket.to_path_buf(),
+            staging_dir: state_dir.join("staging"),
         }
     }
 

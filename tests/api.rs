@@ -10,6 +10,9 @@ mod daemon;
 #[path = "api/cli.rs"]
 mod cli;
 
+#[path = "api/deployments.rs"]
+mod deployments;
+
 use std::time::Duration;
 
 use daemon::{Client, Daemon, Options, LIMIT, TINY};

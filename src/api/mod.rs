@@ -13,7 +13,7 @@ pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
     Change, ContainerState, DeleteQuery, DeployRequest, Deployment, Drift, HealthStatus,
     HealthSummary, IntendedState, Overrides, Plan, PlanFile, Resources, SettingInfo, SettingKind,
-    UnmanagedContainer,
+    UnmanagedContainer, RESERVED_NAMES, SECRET_MASK,
 };
 
 /// The API versions this daemon serves.
@@ -181,7 +181,14 @@ pub struct Event {
 }
 
 /// The API extensions this daemon announces in [`RootInfo::api_extensions`].
-pub const API_EXTENSIONS: &[&str] = &["operations", "events", "templates", "host"];
+pub const API_EXTENSIONS: &[&str] = &[
+    "operations",
+    "events",
+    "templates",
+    "host",
+    "apps",
+    "deployments",
+];
 
 /// `GET /v1/host`: the facts a client needs to validate a deploy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

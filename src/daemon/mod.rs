@@ -196,6 +196,14 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     for op in &interrupted {
         tracing::warn!(op = %op.id, kind = %op.kind, "operation interrupted by a restart; compensated");
     }
+    // Deployments: no deploy runs now, so no vmid is held; report `1ld`
+    // containers the store does not know (never touching them).
+    store.clear_vmid_reservations()?;
+    if let Some(p) = &pve {
+        crate::deploy::reconcile::startup(p, &store, &events).await;
+    }
+    let drift_pve = pve.clone();
+    let drift_every = Duration::from_secs(config.apps.drift_interval_secs);
 
     let shared: SharedConfig = Arc::new(RwLock::new(Arc::new(config)));
     let state = AppState {
@@ -221,11 +229,20 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     let loops = CancellationToken::new();
     tokio::spawn(retention_loop(
         ops.clone(),
-        store,
+        store.clone(),
         shared.clone(),
         heartbeats.register("retention"),
         loops.clone(),
     ));
+    if let Some(p) = drift_pve {
+        tokio::spawn(crate::deploy::reconcile::drift_loop(
+            p,
+            store.clone(),
+            events.clone(),
+            drift_every,
+            loops.clone(),
+        ));
+    }
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::run_watchdog(
             interval,

@@ -2,8 +2,8 @@
 
 use super::parse::pct_status::CtStatus;
 use super::parse::pvesh::{
-    parse_cluster_resources, parse_interfaces, parse_nextid, parse_status_current, ClusterCt,
-    CtInterface,
+    parse_cluster_resources, parse_cluster_vmids, parse_interfaces, parse_nextid,
+    parse_status_current, ClusterCt, CtInterface,
 };
 use super::{parsed, Args, Pve, PveError};
 
@@ -34,6 +34,15 @@ impl Pve {
             .pvesh_get("/cluster/resources", &["--type", "vm"])
             .await?;
         parsed(&argv, parse_cluster_resources(&text))
+    }
+
+    /// `/cluster/resources --type vm`: the ids of every guest (VMs and
+    /// containers) on every node, with the node.
+    pub async fn cluster_vmids(&self) -> Result<Vec<(u32, String)>, PveError> {
+        let (argv, text) = self
+            .pvesh_get("/cluster/resources", &["--type", "vm"])
+            .await?;
+        parsed(&argv, parse_cluster_vmids(&text))
     }
 
     /// `/nodes/<node>/lxc/<vmid>/interfaces` (empty for a stopped CT).

@@ -116,7 +116,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
-    use handlers::{events, host, openapi, operations, root, templates};
+    use axum::routing::post;
+    use handlers::{apps, deployments, events, host, openapi, operations, root, templates};
     let ctx = Arc::new(Ctx {
         app: state,
         roles: auth::Roles::new(),
@@ -133,6 +134,23 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/operations/{id}/log", get(operations::get_operation_log))
         .route("/operations/{id}/wait", get(operations::wait_operation))
         .route("/templates", axum::routing::post(templates::post_templates))
+        .route("/apps", get(apps::list_apps))
+        .route("/apps/{name}", get(apps::get_app))
+        .route(
+            "/deployments",
+            get(deployments::list_deployments).post(deployments::post_deployments),
+        )
+        .route("/deployments/unmanaged", get(deployments::list_unmanaged))
+        .route("/deployments/adopt", post(deployments::adopt_deployment))
+        .route(
+            "/deployments/{name}",
+            get(deployments::get_deployment)
+                .put(deployments::put_deployment)
+                .delete(deployments::delete_deployment),
+        )
+        .route("/deployments/{name}/start", post(deployments::start_deployment))
+        .route("/deployments/{name}/stop", post(deployments::stop_deployment))
+        .route("/deployments/{name}/restart", post(deployments::restart_deployment))
         .route("/events", get(events::get_events))
         .route("/openapi.json", get(openapi::get_openapi));
     Router::new()

@@ -58,6 +58,33 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_by_time ON events (time_ms);
 "#,
+    // v2 (issue 4): deployments and the vmids held by running deploys.
+    r#"
+CREATE TABLE deployments (
+    name            TEXT PRIMARY KEY NOT NULL,
+    app             TEXT NOT NULL,
+    app_version     TEXT NOT NULL,
+    vmid            INTEGER NOT NULL UNIQUE,
+    node            TEXT NOT NULL,
+    intended_state  TEXT NOT NULL CHECK (intended_state IN ('running','stopped')),
+    spec            TEXT NOT NULL CHECK (json_valid(spec)),
+    config_hash     TEXT NOT NULL,
+    ip              TEXT,
+    health          TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(health)),
+    drift           TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(drift)),
+    adopted         INTEGER NOT NULL DEFAULT 0 CHECK (adopted IN (0, 1)),
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    last_backup_ms  INTEGER
+) STRICT;
+
+CREATE TABLE vmid_reservations (
+    vmid        INTEGER PRIMARY KEY NOT NULL,
+    op_id       TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX vmid_reservations_by_op ON vmid_reservations (op_id);
+"#,
 ];
 
 /// The schema version this binary writes.

@@ -44,10 +44,12 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::paths::Paths;
 
+pub mod deployments;
 pub mod events;
 pub mod migrations;
 pub mod operations;
 
+pub use deployments::{DeploymentRecord, StoredSpec};
 pub use events::StoredEvent;
 pub use operations::{OpFilter, OpRecord};
 

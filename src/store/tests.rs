@@ -186,6 +186,13 @@ fn every_released_fixture_migrates_and_keeps_its_rows() {
         );
         assert_eq!(s.last_event_seq().expect("seq"), 2);
         assert_eq!(s.events_after(0, 10).expect("events").len(), 2);
+        if v >= 2 {
+            let d = s.get_deployment("nb").expect("get").expect("v2 row");
+            assert_eq!((d.vmid, d.app.as_str()), (140, "netbox-agent"));
+            assert_eq!(d.spec.secret_keys, vec!["netbox_token"]);
+            assert_eq!(d.health.status, crate::api::HealthStatus::Degraded);
+            assert_eq!(s.vmid_reservations().expect("res").len(), 1);
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 
 use super::OpTask;
 
+pub mod deploy;
+pub mod deployment;
 pub mod template_download;
 
 /// Rebuilds any known kind from its persisted payload (for
@@ -13,6 +15,13 @@ pub mod template_download;
 pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask>> {
     match kind {
         template_download::KIND => template_download::rebuild(payload),
+        deploy::KIND => deploy::rebuild(payload),
+        deployment::START
+        | deployment::STOP
+        | deployment::RESTART
+        | deployment::DESTROY
+        | deployment::APPLY
+        | deployment::ADOPT => deployment::rebuild(payload),
         _ => None,
     }
 }

@@ -122,6 +122,25 @@ pub fn parse_cluster_resources(text: &str) -> Result<Vec<ClusterCt>, ParseError>
     Ok(out)
 }
 
+/// Parses the ids of every guest (qemu and lxc, all nodes) of
+/// `/cluster/resources --type vm`: VMs and containers share one id namespace.
+pub fn parse_cluster_vmids(text: &str) -> Result<Vec<(u32, String)>, ParseError> {
+    let what = "/cluster/resources";
+    let items = match json(what, text)? {
+        Value::Array(a) => a,
+        Value::Null => Vec::new(),
+        _ => return Err(ParseError::new(what, 0, "not an array")),
+    };
+    Ok(items
+        .iter()
+        .filter(|i| matches!(i.get("type").and_then(Value::as_str), Some("lxc" | "qemu")))
+        .filter_map(|i| {
+            let vmid = u64_of(i, "vmid").and_then(|n| u32::try_from(n).ok())?;
+            Some((vmid, str_of(i, "node").unwrap_or_default()))
+        })
+        .collect())
+}
+
 /// One address of a container interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IfAddr {

@@ -5,6 +5,8 @@
 //! map errors to statuses themselves ([`super::error`] does); each carries
 //! a `#[utoipa::path]` listed in [`openapi::ApiDoc`].
 
+pub mod apps;
+pub mod deployments;
 pub mod events;
 pub mod host;
 pub mod openapi;

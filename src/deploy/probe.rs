@@ -1,0 +1,257 @@
+//! Health probes: HTTP or TCP from the host to the container's address, or
+//! a command inside the container.
+//!
+//! Invariants: every probe is bounded by a timeout; an HTTP body is read up
+//! to [`MAX_BODY`]; nothing here retries (the gate in [`gate`] does), and a
+//! probe never fails with an error: what it saw is a [`ProbeResult`].
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::api::HealthStatus;
+use crate::apps::manifest::{HealthDef, ProbeKind};
+use crate::pve::Pve;
+
+/// Largest HTTP answer read (bytes).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What one probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// Why (status code, reason, the JSON status).
+    pub detail: String,
+}
+
+impl ProbeResult {
+    fn new(status: HealthStatus, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// `GET path` over HTTP/1.0 to `addr`; returns the status and body.
+pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    let work = async {
+        let mut s = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let req = format!(
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: 1ldd\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("send to {addr}: {e}"))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = s.read(&mut chunk).await.map_err(|e| format!("read from {addr}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > MAX_BODY {
+                break;
+            }
+        }
+        parse_response(&buf).ok_or_else(|| format!("{addr}: not an HTTP answer"))
+    };
+    tokio::time::timeout(timeout, work)
+        .await
+        .map_err(|_| format!("no answer from {addr} within {timeout:?}"))?
+}
+
+/// Splits an HTTP/1.x answer into status and body.
+pub fn parse_response(buf: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+    let status_line = head.lines().next()?;
+    let mut parts = status_line.split_whitespace();
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code: u16 = parts.next()?.parse().ok()?;
+    Some((code, buf[head_end + 4..].to_vec()))
+}
+
+/// Classifies an HTTP answer by the manifest's rules.
+pub fn classify_http(def: &HealthDef, code: u16, body: &[u8]) -> ProbeResult {
+    if !def.expect_status.contains(&code) {
+        return ProbeResult::new(HealthStatus::Unhealthy, format!("HTTP {code}{}", json_hint(def, body)));
+    }
+    let Some(field) = &def.json_field else {
+        return ProbeResult::new(HealthStatus::Healthy, format!("HTTP {code}"));
+    };
+    let v: Option<String> = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|j| j.get(field).and_then(|s| s.as_str()).map(str::to_string));
+    match v.as_deref() {
+        Some("healthy") => ProbeResult::new(HealthStatus::Healthy, format!("HTTP {code}, {field}=healthy")),
+        Some("degraded") => ProbeResult::new(
+            HealthStatus::Degraded,
+            format!("HTTP {code}, {field}=degraded{}", degraded_checks(body)),
+        ),
+        Some(other) => ProbeResult::new(HealthStatus::Unhealthy, format!("HTTP {code}, {field}={other}")),
+        None => ProbeResult::new(HealthStatus::Unhealthy, format!("HTTP {code}, no '{field}' in the JSON body")),
+    }
+}
+
+fn json_hint(def: &HealthDef, body: &[u8]) -> String {
+    def.json_field
+        .as_ref()
+        .and_then(|f| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|j| j.get(f).and_then(|s| s.as_str()).map(|s| format!(", {f}={s}{}", degraded_checks(body))))
+        })
+        .unwrap_or_default()
+}
+
+/// The checks that are not healthy, from an agent's `/health` body.
+fn degraded_checks(body: &[u8]) -> String {
+    let Ok(j) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return String::new();
+    };
+    let Some(checks) = j.get("checks").and_then(|c| c.as_object()) else {
+        return String::new();
+    };
+    let bad: Vec<String> = checks
+        .iter()
+        .filter(|(_, c)| c.get("status").and_then(|s| s.as_str()) != Some("healthy"))
+        .map(|(k, c)| {
+            let msg = c.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            let msg: String = msg.chars().take(160).collect();
+            format!("{k}: {msg}")
+        })
+        .collect();
+    if bad.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", bad.join("; "))
+    }
+}
+
+/// One probe of `def` against the container `vmid` at `ip`.
+pub async fn probe_once(def: &HealthDef, pve: &Pve, vmid: u32, ip: Option<Ipv4Addr>, timeout: Duration) -> ProbeResult {
+    match def.kind {
+        ProbeKind::Http | ProbeKind::Tcp => {
+            let Some(ip) = ip else {
+                return ProbeResult::new(HealthStatus::Unknown, "the container has no IPv4 address");
+            };
+            let addr = SocketAddr::from((ip, def.port.unwrap_or_default()));
+            if def.kind == ProbeKind::Tcp {
+                return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                    Ok(Ok(_)) => ProbeResult::new(HealthStatus::Healthy, format!("tcp {addr} open")),
+                    Ok(Err(e)) => ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: {e}")),
+                    Err(_) => ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: no answer within {timeout:?}")),
+                };
+            }
+            let path = def.path.as_deref().unwrap_or("/");
+            match http_get(addr, path, timeout).await {
+                Ok((code, body)) => classify_http(def, code, &body),
+                Err(e) => ProbeResult::new(HealthStatus::Unknown, e),
+            }
+        }
+        ProbeKind::Exec => match pve.pct_exec(vmid, &def.command, None, Some(timeout)).await {
+            Ok(out) => match out.code {
+                Some(0) => ProbeResult::new(HealthStatus::Healthy, "exit 0"),
+                Some(1) => ProbeResult::new(HealthStatus::Degraded, "exit 1"),
+                c => ProbeResult::new(
+                    HealthStatus::Unhealthy,
+                    format!("exit {}: {}", c.map_or("signal".into(), |c| c.to_string()), out.stderr_text().trim()),
+                ),
+            },
+            Err(e) => ProbeResult::new(HealthStatus::Unknown, e.to_string()),
+        },
+    }
+}
+
+/// Probes until the result is one `def.accept` allows or `def.timeout_s`
+/// passes; `log` gets every probe's result. Returns the accepted result,
+/// or the last one seen.
+pub async fn gate(
+    def: &HealthDef,
+    pve: &Pve,
+    vmid: u32,
+    ip: Option<Ipv4Addr>,
+    mut log: impl FnMut(&str),
+) -> Result<ProbeResult, ProbeResult> {
+    let start = Instant::now();
+    let limit = Duration::from_secs(def.timeout_s);
+    let pause = Duration::from_millis(def.interval_ms);
+    let mut n = 0u32;
+    loop {
+        n += 1;
+        let left = limit.saturating_sub(start.elapsed());
+        let r = probe_once(def, pve, vmid, ip, left.clamp(Duration::from_millis(200), Duration::from_secs(5))).await;
+        log(&format!(
+            "health probe {n} ({:.1}s): {:?}: {}",
+            start.elapsed().as_secs_f32(),
+            r.status,
+            r.detail
+        ));
+        if def.accept.contains(&r.status) {
+            return Ok(r);
+        }
+        if start.elapsed() + pause >= limit {
+            return Err(r);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def() -> HealthDef {
+        HealthDef {
+            kind: ProbeKind::Http,
+            port: Some(8080),
+            path: Some("/health".into()),
+            expect_status: vec![200],
+            json_field: Some("status".into()),
+            command: vec![],
+            accept: vec![HealthStatus::Healthy, HealthStatus::Degraded],
+            timeout_s: 5,
+            interval_ms: 100,
+            status_path: None,
+        }
+    }
+
+    #[test]
+    fn http_answers_are_classified() {
+        let (code, body) = parse_response(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"status\":\"degraded\",\"checks\":{\"netbox_api\":{\"status\":\"degraded\",\"message\":\"no answer\"}}}").unwrap();
+        let r = classify_http(&def(), code, &body);
+        assert_eq!(r.status, HealthStatus::Degraded);
+        assert!(r.detail.contains("netbox_api: no answer"), "{}", r.detail);
+        let r = classify_http(&def(), 503, b"{\"status\":\"unhealthy\"}");
+        assert_eq!(r.status, HealthStatus::Unhealthy);
+        assert!(r.detail.contains("HTTP 503, status=unhealthy"));
+        assert_eq!(classify_http(&def(), 200, b"{}").status, HealthStatus::Unhealthy);
+        assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn http_get_reads_a_local_server() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n{\"status\":\"healthy\"}").await.unwrap();
+        });
+        let (code, body) = http_get(addr, "/health", Duration::from_secs(2)).await.unwrap();
+        assert_eq!(code, 200);
+        assert_eq!(classify_http(&def(), code, &body).status, HealthStatus::Healthy);
+        let closed = SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(http_get(closed, "/", Duration::from_secs(1)).await.is_err());
+    }
+}

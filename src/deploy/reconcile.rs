@@ -1,0 +1,109 @@
+//! Startup reconciliation (containers tagged `1ld` that no deployment
+//! records) and the periodic drift check.
+//!
+//! Invariants: reconciliation only reports — it never destroys or changes
+//! a container it does not own; the drift loop never dies (a tick's error
+//! is logged and the loop goes on) and publishes an event only when a
+//! deployment's drift changes.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{EventType, UnmanagedContainer};
+use crate::error::Error;
+use crate::events::EventBus;
+use crate::pve::{Pve, PveError};
+use crate::store::{now_ms, Store};
+
+/// The app a container looks like: its `1ld-<app>` tag.
+pub fn app_of_tags(tags: &[String]) -> Option<String> {
+    tags.iter()
+        .find_map(|t| t.strip_prefix("1ld-").filter(|a| !a.is_empty()).map(str::to_string))
+}
+
+/// Containers on this node tagged `1ld` that no deployment records.
+pub async fn unmanaged(pve: &Pve, store: &Store) -> Result<Vec<UnmanagedContainer>, Error> {
+    let known: std::collections::BTreeSet<u32> =
+        store.list_deployments()?.into_iter().map(|d| d.vmid).collect();
+    let mut out: Vec<UnmanagedContainer> = pve
+        .cluster_cts()
+        .await?
+        .into_iter()
+        .filter(|c| c.node == pve.node() && !c.template)
+        .filter(|c| c.tags.iter().any(|t| t == "1ld"))
+        .filter(|c| !known.contains(&c.vmid))
+        .map(|c| UnmanagedContainer {
+            vmid: c.vmid,
+            name: c.name.clone(),
+            app: app_of_tags(&c.tags),
+            tags: c.tags,
+            status: format!("{:?}", c.status).to_lowercase(),
+        })
+        .collect();
+    out.sort_by_key(|c| c.vmid);
+    Ok(out)
+}
+
+/// At startup: reports unmanaged `1ld` containers (log + lifecycle event).
+pub async fn startup(pve: &Pve, store: &Store, events: &EventBus) {
+    match unmanaged(pve, store).await {
+        Ok(list) if list.is_empty() => {}
+        Ok(list) => {
+            for c in &list {
+                tracing::warn!(vmid = c.vmid, name = c.name.as_deref().unwrap_or(""), "container tagged 1ld is not a recorded deployment; adopt it (POST /v1/deployments/adopt) or remove its tag");
+            }
+            events.publish(
+                EventType::Lifecycle,
+                serde_json::json!({"action": "unmanaged_containers", "containers": list}),
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot list containers for reconciliation"),
+    }
+}
+
+/// One drift check of every deployment; returns how many changed.
+pub async fn drift_tick(pve: &Pve, store: &Store, events: &EventBus) -> Result<usize, Error> {
+    let mut changed = 0;
+    for mut rec in store.list_deployments()? {
+        let drift = match pve.pct_config(rec.vmid, false).await {
+            Ok(cfg) => super::drift::compare(&rec.spec, &cfg),
+            Err(PveError::NotFound { .. }) => vec![super::drift::gone()],
+            Err(e) => {
+                tracing::debug!(deployment = %rec.name, error = %e, "drift check skipped");
+                continue;
+            }
+        };
+        if drift != rec.drift {
+            rec.drift = drift;
+            // Re-read to avoid overwriting a concurrent operation's change of other fields.
+            if let Some(mut fresh) = store.get_deployment(&rec.name)? {
+                fresh.drift = rec.drift.clone();
+                store.update_deployment(&fresh)?;
+            }
+            changed += 1;
+            events.publish(
+                EventType::Lifecycle,
+                serde_json::json!({"action": "drift", "deployment": rec.name, "vmid": rec.vmid,
+                                   "drift": rec.drift, "checked_ms": now_ms()}),
+            );
+        }
+    }
+    Ok(changed)
+}
+
+/// Runs [`drift_tick`] every `every` until `stop`.
+pub async fn drift_loop(pve: Pve, store: Store, events: EventBus, every: Duration, stop: CancellationToken) {
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = drift_tick(&pve, &store, &events).await {
+            tracing::warn!(error = %e, "drift check failed; trying again next time");
+        }
+    }
+}
