@@ -26,6 +26,10 @@ trap 'rm -f "$tmp"' EXIT
   echo "## Daemon (1ldd)"
   echo
   cargo bench -q -p oneld --bench daemon 2>/dev/null
+  echo
+  echo "## Client (1ldctl)"
+  echo
+  cargo bench -q -p oneld --bench cli 2>/dev/null
 } | tee "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
