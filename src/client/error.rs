@@ -230,19 +230,26 @@ fn backticked(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Splits a multi-field validation message into one line per field.
+/// Splits a multi-field validation message (`N problems: a: ...; b: ...`,
+/// or one per line) into one line per field; a part that names no field
+/// stays with the one before it.
 fn split_fields(text: &str) -> Vec<String> {
-    let parts: Vec<String> = if text.contains('\n') {
-        text.lines().map(str::trim).map(str::to_string).collect()
-    } else {
-        text.split("; ")
-            .map(str::trim)
-            .map(str::to_string)
-            .collect()
+    let body = match text.split_once(" problems: ") {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
+        _ => text,
     };
-    let parts: Vec<String> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-    // Only split when each part names its field (`field: ...`).
-    if parts.len() > 1 && parts.iter().skip(1).all(|p| field_prefixed(p)) {
+    let sep = if body.contains('\n') { "\n" } else { "; " };
+    let mut parts: Vec<String> = Vec::new();
+    for p in body.split(sep).map(str::trim).filter(|p| !p.is_empty()) {
+        match parts.last_mut() {
+            Some(last) if !field_prefixed(p) => {
+                last.push_str(if sep == "; " { "; " } else { " " });
+                last.push_str(p);
+            }
+            _ => parts.push(p.to_string()),
+        }
+    }
+    if parts.len() > 1 {
         parts
     } else {
         vec![text.to_string()]
@@ -336,9 +343,16 @@ mod tests {
         let e = api(
             400,
             "bad_request",
-            "settings.admin_email: required; storage: 'nope' has no content type 'rootdir'",
+            "2 problems: settings.admin_email: required; overrides.storage: 'nope' has no \
+             content type 'rootdir'; pick one of: local-lvm",
         );
-        assert_eq!(e.lines().len(), 2);
+        assert_eq!(
+            e.lines(),
+            [
+                "settings.admin_email: required",
+                "overrides.storage: 'nope' has no content type 'rootdir'; pick one of: local-lvm"
+            ]
+        );
         let one = api(
             400,
             "bad_request",

@@ -108,7 +108,11 @@ impl Output {
         if lines.len() == 1 {
             let _ = writeln!(stderr, "1ldctl: {label} {}", lines[0]);
         } else {
-            let _ = writeln!(stderr, "1ldctl: {label} the request is invalid:");
+            let _ = writeln!(
+                stderr,
+                "1ldctl: {label} the request has {} problems:",
+                lines.len()
+            );
             for l in lines {
                 let _ = writeln!(stderr, "  - {l}");
             }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oneld::api::{AppCatalog, HostInfo, OpLogChunk, OpStatus, Operation, RootInfo};
+use oneld::api::{AppCatalog, AppInfo, HostInfo, OpLogChunk, OpStatus, Operation, Plan, RootInfo};
 use serde_json::Value;
 
 use super::daemon::{Daemon, Options, LIMIT, TINY};
@@ -414,34 +414,184 @@ fn doctor_reports_checks() {
     assert!(r.stdout.contains("systemctl status 1ld"), "{r:#?}");
 }
 
+const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+
+/// A daemon on the sandbox tools (no containers) with a fake sysfs bridge
+/// `vmbr1ldt`, stand-in agent binaries and `ctdata` as the default storage.
+fn deploy_daemon() -> (Daemon, tempfile::TempDir) {
+    let aux = tempfile::tempdir().expect("tmp");
+    let net = aux.path().join("net");
+    let agents = aux.path().join("agents");
+    std::fs::create_dir_all(net.join("vmbr1ldt/bridge")).expect("fake bridge");
+    std::fs::create_dir_all(&agents).expect("agents");
+    for a in ["netbox-agent", "wikijs-integration"] {
+        std::fs::write(agents.join(a), b"#!/bin/false\n").expect("agent");
+    }
+    let d = Daemon::with(Options {
+        config: Box::new(move |c| {
+            c.apps.sys_class_net = net;
+            c.apps.agents_dir = agents;
+            c.apps.storage = "ctdata".into();
+            c.apps.dir = c.state_dir.join("apps.d");
+        }),
+        ..Options::default()
+    })
+    .expect("daemon");
+    (d, aux)
+}
+
 #[test]
-fn deployment_commands_reach_their_routes() {
-    let d = Daemon::start();
-    // Each command sends its request; whatever the daemon serves decides
-    // the outcome, and nothing is printed that the daemon did not say.
-    let catalog = ctl(&d, &["--json", "apps"]);
-    if catalog.code == 0 {
-        let c: AppCatalog = serde_json::from_value(catalog.json()).expect("AppCatalog");
-        assert!(c.apps.iter().any(|a| a.name == "netbox-agent"), "{c:?}");
-        let r = ctl(&d, &["apps"]).code(0);
-        assert!(r.stdout.starts_with("APP"), "{r:#?}");
-        let r = ctl(&d, &["apps", "show", "netbox-agent"]).code(0);
-        assert!(r.stdout.contains("SETTING"), "{r:#?}");
-        ctl(&d, &["apps", "show", "no-such-app"]).code(3);
-    } else {
-        catalog.code(3);
+fn apps_deploy_dry_run_validation_and_apply() {
+    let (d, aux) = deploy_daemon();
+    // apps / apps show, human and JSON.
+    let r = ctl(&d, &["apps"]).code(0);
+    assert!(
+        r.stdout.starts_with("APP") && r.stdout.contains("netbox-agent"),
+        "{r:#?}"
+    );
+    let c: AppCatalog =
+        serde_json::from_value(ctl(&d, &["--json", "apps"]).code(0).json()).expect("AppCatalog");
+    assert!(c.apps.iter().any(|a| a.name == "wikijs-integration"));
+    let r = ctl(&d, &["apps", "show", "netbox-agent"]).code(0);
+    assert!(
+        r.stdout.contains("netbox_url") && r.stdout.contains("(required)"),
+        "{r:#?}"
+    );
+    let a: AppInfo = serde_json::from_value(
+        ctl(&d, &["--json", "apps", "show", "netbox-agent"])
+            .code(0)
+            .json(),
+    )
+    .expect("AppInfo");
+    assert_eq!(a.name, "netbox-agent");
+    ctl(&d, &["apps", "show", "no-such-app"]).code(3);
+
+    // ls: empty, human and JSON.
+    let r = ctl(&d, &["ls"]).code(0);
+    assert!(r.stdout.contains("no deployments"), "{r:#?}");
+    assert_eq!(
+        ctl(&d, &["--json", "ls"]).code(0).json(),
+        Value::Array(vec![])
+    );
+
+    // deploy --dry-run: the plan with the exact pct create; the secret from a file.
+    let token = aux.path().join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
+    let secret = format!("netbox_token=@{}", token.display());
+    let base = [
+        "deploy",
+        "netbox-agent",
+        "--set",
+        "netbox_url=http://netbox.lan:8000",
+        "--secret",
+        &secret,
+        "--bridge",
+        "vmbr1ldt",
+    ];
+    let dry = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        ctl(&d, &args)
+    };
+    let r = dry(&["--dry-run"]).code(0);
+    assert!(
+        r.stdout.contains("pct create:") && r.stdout.contains("pct create 14"),
+        "{r:#?}"
+    );
+    assert!(r.stdout.contains("dry run: nothing was changed"), "{r:#?}");
+    assert!(
+        !r.stdout.contains(TOKEN),
+        "the secret is never printed: {r:#?}"
+    );
+    let plan: Plan =
+        serde_json::from_value(dry(&["--dry-run", "--json"]).code(0).json()).expect("Plan");
+    assert_eq!(&plan.pct_create[..2], &["pct", "create"]);
+    // The secret from stdin works the same.
+    let mut child = command(
+        &d.socket,
+        &[
+            "deploy",
+            "netbox-agent",
+            "--set",
+            "netbox_url=http://netbox.lan:8000",
+            "--secret",
+            "netbox_token=-",
+            "--bridge",
+            "vmbr1ldt",
+            "--dry-run",
+            "--json",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(TOKEN.as_bytes()).expect("write token");
     }
-    let r = ctl(&d, &["ls"]);
-    if r.code == 0 {
-        assert!(r.stdout.contains("no deployments"), "{r:#?}");
-        assert_eq!(
-            ctl(&d, &["--json", "ls"]).code(0).json(),
-            Value::Array(vec![])
-        );
-    } else {
-        let r = r.code(3);
-        assert!(r.stderr.contains("/v1/deployments"), "{r:#?}");
-    }
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A wrong storage: one clear sentence naming it (exit 2).
+    let r = dry(&["--storage", "nope", "--dry-run"]).code(2);
+    assert!(
+        r.stderr.contains("nope") && r.stderr.contains("storage"),
+        "{r:#?}"
+    );
+    // Required settings missing: each listed on its own line (exit 2).
+    let r = ctl(
+        &d,
+        &[
+            "deploy",
+            "netbox-agent",
+            "--bridge",
+            "vmbr1ldt",
+            "--dry-run",
+        ],
+    )
+    .code(2);
+    let listed: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert!(
+        listed.iter().any(|l| l.contains("netbox_url"))
+            && listed.iter().any(|l| l.contains("netbox_token")),
+        "{r:#?}"
+    );
+    // A secret given with --set is refused before any request.
+    let r = ctl(&d, &["deploy", "netbox-agent", "--set", "netbox_token=x"]).code(2);
+    assert!(r.stderr.contains("--secret"), "{r:#?}");
+
+    // apply -f spec --dry-run: the diff (a new deployment), human and JSON.
+    let spec = aux.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        "name = \"nb\"\napp = \"netbox-agent\"\n[settings]\nnetbox_url = \"http://netbox.lan:8000\"\n\
+         [secrets]\nnetbox_token = \"@token\"\n[overrides]\nbridge = \"vmbr1ldt\"\n",
+    )
+    .expect("spec");
+    let spec = spec.display().to_string();
+    let r = ctl(&d, &["apply", "-f", &spec, "--dry-run"]).code(0);
+    assert!(r.stdout.contains("+ nb (new deployment)"), "{r:#?}");
+    let v = ctl(&d, &["--json", "apply", "-f", &spec, "--dry-run"])
+        .code(0)
+        .json();
+    assert_eq!(v[0]["name"], "nb", "{v}");
+    // deploy -f takes the same spec.
+    ctl(&d, &["deploy", "-f", &spec, "--dry-run"]).code(0);
+    let bad = aux.path().join("bad.toml");
+    std::fs::write(&bad, "app = \"netbox-agent\"\n[overrides]\ncpu = 2\n").expect("bad");
+    let r = ctl(&d, &["apply", "-f", &bad.display().to_string()]).code(2);
+    assert!(r.stderr.contains("cpu"), "{r:#?}");
+
+    // Unknown deployments: 3, nothing on stdout. `logs` has no route yet:
+    // the daemon's 404 says so.
     for args in [
         &["status", "nope"][..],
         &["start", "nope"],
@@ -449,10 +599,14 @@ fn deployment_commands_reach_their_routes() {
         &["restart", "nope"],
         &["destroy", "nope", "--yes"],
         &["logs", "nope"],
+        &["--json", "status", "nope"],
     ] {
         let r = ctl(&d, args).code(3);
         assert!(r.stdout.is_empty(), "{args:?}: {r:#?}");
     }
+    // adopt: a container that does not exist.
+    let r = ctl(&d, &["adopt", "999", "--app", "netbox-agent"]);
+    assert!(r.code == 3 || r.code == 2, "{r:#?}");
 }
 
 // ---- golden human output ---------------------------------------------------
