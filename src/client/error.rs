@@ -230,24 +230,39 @@ fn backticked(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Splits a multi-field validation message (`N problems: a: ...; b: ...`,
-/// or one per line) into one line per field; a part that names no field
-/// stays with the one before it.
+/// Splits the daemon's multi-field validation message (`N problems: a:
+/// ...; b: ...`) into one line per field. A part that names no field stays
+/// with the one before it; with more parts than N, the parts whose "field"
+/// is not a dotted path (`candidates: ...`) are merged back first. A
+/// message without the count is one problem and stays whole.
 fn split_fields(text: &str) -> Vec<String> {
-    let body = match text.split_once(" problems: ") {
-        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => rest,
-        _ => text,
+    let Some((n, body)) = text
+        .split_once(" problems: ")
+        .and_then(|(n, rest)| Some((n.parse::<usize>().ok()?, rest)))
+    else {
+        return vec![text.to_string()];
     };
-    let sep = if body.contains('\n') { "\n" } else { "; " };
     let mut parts: Vec<String> = Vec::new();
-    for p in body.split(sep).map(str::trim).filter(|p| !p.is_empty()) {
+    for p in body.split("; ").map(str::trim).filter(|p| !p.is_empty()) {
         match parts.last_mut() {
             Some(last) if !field_prefixed(p) => {
-                last.push_str(if sep == "; " { "; " } else { " " });
+                last.push_str("; ");
                 last.push_str(p);
             }
             _ => parts.push(p.to_string()),
         }
+    }
+    while parts.len() > n.max(1) {
+        let Some(i) = (1..parts.len()).rev().find(|&i| {
+            parts[i]
+                .split_once(": ")
+                .is_some_and(|(f, _)| !f.contains('.'))
+        }) else {
+            break;
+        };
+        let p = parts.remove(i);
+        parts[i - 1].push_str("; ");
+        parts[i - 1].push_str(&p);
     }
     if parts.len() > 1 {
         parts

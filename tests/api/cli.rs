@@ -704,3 +704,70 @@ fn golden_human_output() {
     golden("status.txt", &rd::status(&ds[1], &ops[2..], s));
     golden("ls-empty.txt", &rd::list(&[], s));
 }
+
+/// Not a check: prints a new user's session (for docs/cli.md), on the
+/// sandbox tools without containers. `cargo test -p oneld --test api
+/// cli::transcript -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn transcript() {
+    let (d, aux) = deploy_daemon();
+    let token = aux.path().join("netbox.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
+    let secret = format!("netbox_token=@{}", token.display());
+    let sessions: Vec<Vec<&str>> = vec![
+        vec!["version"],
+        vec!["doctor"],
+        vec!["apps"],
+        vec!["apps", "show", "netbox-agent"],
+        vec!["ls"],
+        vec![
+            "deploy",
+            "netbox-agent",
+            "--bridge",
+            "vmbr1ldt",
+            "--dry-run",
+        ],
+        vec![
+            "deploy",
+            "netbox-agent",
+            "--set",
+            "netbox_url=http://netbox.lan:8000",
+            "--secret",
+            &secret,
+            "--bridge",
+            "vmbr1ldt",
+            "--storage",
+            "local",
+            "--dry-run",
+        ],
+        vec![
+            "deploy",
+            "netbox-agent",
+            "--set",
+            "netbox_url=http://netbox.lan:8000",
+            "--secret",
+            &secret,
+            "--bridge",
+            "vmbr1ldt",
+            "--dry-run",
+        ],
+        vec!["template", "download", TINY],
+        vec!["ops"],
+        vec!["status", "netbox"],
+        vec!["destroy", "netbox"],
+    ];
+    for args in sessions {
+        let r = ctl(&d, &args);
+        let shown = args
+            .join(" ")
+            .replace(&aux.path().display().to_string(), "~");
+        println!("$ 1ldctl {shown}");
+        print!(
+            "{}",
+            r.stdout.replace(&aux.path().display().to_string(), "~")
+        );
+        print!("{}", r.stderr);
+        println!("[exit {}]\n", r.code);
+    }
+}
