@@ -23,6 +23,10 @@ trap 'rm -f "$tmp"' EXIT
   echo
   cargo bench -q -p oneld --bench sandbox
   echo
+  echo "## Deploy to healthy vs the floor"
+  echo
+  cargo bench -q -p oneld --bench deploy 2>/dev/null
+  echo
   echo "## Daemon (1ldd)"
   echo
   cargo bench -q -p oneld --bench daemon 2>/dev/null

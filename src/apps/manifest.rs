@@ -312,8 +312,9 @@ pub fn is_safe_abs_path(p: &str) -> bool {
             !c.is_empty()
                 && c != "."
                 && c != ".."
-                && c.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@'))
+                && c.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@')
+                })
         })
 }
 
@@ -392,11 +393,13 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
     if !is_dns_label(&m.name) {
         bad(
             "name",
-            format!("'{}' is not a DNS label (a-z, 0-9, '-', at most 63)", m.name),
+            format!(
+                "'{}' is not a DNS label (a-z, 0-9, '-', at most 63)",
+                m.name
+            ),
         );
     }
-    if m.version.is_empty() || m.version.len() > 64 || m.version.chars().any(char::is_whitespace)
-    {
+    if m.version.is_empty() || m.version.len() > 64 || m.version.chars().any(char::is_whitespace) {
         bad("version", "must be 1-64 characters without spaces".into());
     }
     let c = &m.container;
@@ -472,7 +475,10 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
         );
     }
     if !s.unit.ends_with(".service")
-        || !s.unit.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+        || !s
+            .unit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
     {
         bad(
             "service.unit",
@@ -495,38 +501,61 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
     for (i, d) in m.dirs.iter().enumerate() {
         let k = format!("dirs[{i}]");
         if !is_safe_abs_path(&d.path) {
-            bad(&format!("{k}.path"), format!("'{}' must be an absolute path without '..'", d.path));
+            bad(
+                &format!("{k}.path"),
+                format!("'{}' must be an absolute path without '..'", d.path),
+            );
         }
         if parse_mode(&d.mode).is_none() {
-            bad(&format!("{k}.mode"), format!("'{}' is not an octal mode", d.mode));
+            bad(
+                &format!("{k}.mode"),
+                format!("'{}' is not an octal mode", d.mode),
+            );
         }
         if !owners_ok(&d.owner) || !owners_ok(&d.group) {
-            bad(&format!("{k}.owner"), format!("owner and group must be root or {}", s.user));
+            bad(
+                &format!("{k}.owner"),
+                format!("owner and group must be root or {}", s.user),
+            );
         }
     }
     let mut unit_installed = false;
     for (i, f) in m.files.iter().enumerate() {
         let k = format!("files[{i}]");
         if !is_safe_abs_path(&f.path) {
-            bad(&format!("{k}.path"), format!("'{}' must be an absolute path without '..'", f.path));
+            bad(
+                &format!("{k}.path"),
+                format!("'{}' must be an absolute path without '..'", f.path),
+            );
         }
         if f.path == format!("/etc/systemd/system/{}", s.unit) {
             unit_installed = true;
         }
         let mode = parse_mode(&f.mode);
         if mode.is_none() {
-            bad(&format!("{k}.mode"), format!("'{}' is not an octal mode", f.mode));
+            bad(
+                &format!("{k}.mode"),
+                format!("'{}' is not an octal mode", f.mode),
+            );
         }
         if !owners_ok(&f.owner) || !owners_ok(&f.group) {
-            bad(&format!("{k}.owner"), format!("owner and group must be root or {}", s.user));
+            bad(
+                &format!("{k}.owner"),
+                format!("owner and group must be root or {}", s.user),
+            );
         }
         match (&f.agent, &f.template) {
             (Some(a), None) => {
                 if a.is_empty()
                     || a.starts_with('.')
-                    || !a.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                    || !a
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
                 {
-                    bad(&format!("{k}.agent"), format!("'{a}' must be a plain file name in the agents directory"));
+                    bad(
+                        &format!("{k}.agent"),
+                        format!("'{a}' must be a plain file name in the agents directory"),
+                    );
                 }
             }
             (None, Some(t)) => match Template::parse(t) {
@@ -543,7 +572,10 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
                     for (var, filter) in tpl.uses() {
                         let kind = m.settings.get(var).map(|d| d.kind);
                         if filter == render::Filter::Secs && kind != Some(SettingKind::Duration) {
-                            bad(&format!("{k}.template"), format!("'| secs' needs a duration setting; '{var}' is not one"));
+                            bad(
+                                &format!("{k}.template"),
+                                format!("'| secs' needs a duration setting; '{var}' is not one"),
+                            );
                         }
                     }
                 }
@@ -552,11 +584,23 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
             _ => bad(&k, "give exactly one of `agent` or `template`".into()),
         }
         if f.secret && (f.owner != s.user || !matches!(mode, Some(0o600 | 0o400))) {
-            bad(&format!("{k}.secret"), format!("a secret file must be owned by {} with mode 0600 or 0400", s.user));
+            bad(
+                &format!("{k}.secret"),
+                format!(
+                    "a secret file must be owned by {} with mode 0600 or 0400",
+                    s.user
+                ),
+            );
         }
     }
     if !unit_installed {
-        bad("files", format!("no file installs the unit at /etc/systemd/system/{}", s.unit));
+        bad(
+            "files",
+            format!(
+                "no file installs the unit at /etc/systemd/system/{}",
+                s.unit
+            ),
+        );
     }
     let h = &m.health;
     match h.kind {
@@ -564,8 +608,13 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
             if h.port.is_none() {
                 bad("health.port", "an http probe needs a port".into());
             }
-            if !h.path.as_deref().is_some_and(|p| p.starts_with('/') && p.len() < 1024 && p.bytes().all(|b| b.is_ascii_graphic())) {
-                bad("health.path", "an http probe needs a path starting with '/'".into());
+            if !h.path.as_deref().is_some_and(|p| {
+                p.starts_with('/') && p.len() < 1024 && p.bytes().all(|b| b.is_ascii_graphic())
+            }) {
+                bad(
+                    "health.path",
+                    "an http probe needs a path starting with '/'".into(),
+                );
             }
         }
         ProbeKind::Tcp => {
@@ -575,22 +624,41 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
         }
         ProbeKind::Exec => {
             if h.command.is_empty() {
-                bad("health.command", "an exec probe needs a command (argv)".into());
+                bad(
+                    "health.command",
+                    "an exec probe needs a command (argv)".into(),
+                );
             }
         }
     }
-    if h.accept.is_empty() || h.accept.iter().any(|a| !matches!(a, HealthStatus::Healthy | HealthStatus::Degraded)) {
-        bad("health.accept", "list healthy, and degraded if a degraded service may pass the gate".into());
+    if h.accept.is_empty()
+        || h.accept
+            .iter()
+            .any(|a| !matches!(a, HealthStatus::Healthy | HealthStatus::Degraded))
+    {
+        bad(
+            "health.accept",
+            "list healthy, and degraded if a degraded service may pass the gate".into(),
+        );
     }
     if !(1..=3600).contains(&h.timeout_s) {
-        bad("health.timeout_s", format!("{} is outside 1..=3600", h.timeout_s));
+        bad(
+            "health.timeout_s",
+            format!("{} is outside 1..=3600", h.timeout_s),
+        );
     }
     if !(50..=60_000).contains(&h.interval_ms) {
-        bad("health.interval_ms", format!("{} is outside 50..=60000", h.interval_ms));
+        bad(
+            "health.interval_ms",
+            format!("{} is outside 50..=60000", h.interval_ms),
+        );
     }
     for (i, p) in m.data.paths.iter().enumerate() {
         if !is_safe_abs_path(p) {
-            bad(&format!("data.paths[{i}]"), format!("'{p}' must be an absolute path without '..'"));
+            bad(
+                &format!("data.paths[{i}]"),
+                format!("'{p}' must be an absolute path without '..'"),
+            );
         }
     }
     errs
@@ -647,7 +715,16 @@ mod tests {
         assert!(!is_dns_label("-x") && !is_dns_label("X") && !is_dns_label("a_b"));
         assert!(!is_dns_label(&"a".repeat(64)));
         assert!(is_safe_abs_path("/etc/netbox-agent/config.toml"));
-        for p in ["etc/x", "/etc/../x", "/etc//x", "/etc/./x", "/", "/a b", "/a;b", "/$(x)"] {
+        for p in [
+            "etc/x",
+            "/etc/../x",
+            "/etc//x",
+            "/etc/./x",
+            "/",
+            "/a b",
+            "/a;b",
+            "/$(x)",
+        ] {
             assert!(!is_safe_abs_path(p), "{p}");
         }
         assert_eq!(parse_mode("0640"), Some(0o640));

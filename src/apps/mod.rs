@@ -25,7 +25,10 @@ pub use manifest::Manifest;
 
 /// The built-in manifests: (file name, text).
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("netbox-agent.toml", include_str!("builtin/netbox-agent.toml")),
+    (
+        "netbox-agent.toml",
+        include_str!("builtin/netbox-agent.toml"),
+    ),
     (
         "wikijs-integration.toml",
         include_str!("builtin/wikijs-integration.toml"),
@@ -76,9 +79,10 @@ impl Catalog {
                     );
                 }
                 // A test keeps this from happening; report rather than panic.
-                Err(errs) => c
-                    .errors
-                    .extend(errs.into_iter().map(|e| load_error(&format!("builtin:{file}"), e))),
+                Err(errs) => c.errors.extend(
+                    errs.into_iter()
+                        .map(|e| load_error(&format!("builtin:{file}"), e)),
+                ),
             }
         }
         c
@@ -248,7 +252,10 @@ mod tests {
         assert_eq!((nb.container.vmid_min, nb.container.vmid_max), (140, 200));
         assert_eq!(nb.health, "http :8080/health expect 200");
         assert_eq!(nb.status_path.as_deref(), Some(":8080/status"));
-        assert!(nb.container.tags.starts_with(&["1ld".into(), "1ld-netbox-agent".into()]));
+        assert!(nb
+            .container
+            .tags
+            .starts_with(&["1ld".into(), "1ld-netbox-agent".into()]));
         let wk = c.get("wikijs-integration").unwrap().info();
         assert_eq!(
             (wk.container.cores, wk.container.memory, wk.container.disk),
@@ -286,10 +293,8 @@ mod tests {
     #[test]
     fn a_bad_user_file_is_reported_and_the_rest_load() {
         let d = tempfile::tempdir().unwrap();
-        let good = include_str!("builtin/netbox-agent.toml").replace(
-            "name = \"netbox-agent\"",
-            "name = \"my-agent\"",
-        );
+        let good = include_str!("builtin/netbox-agent.toml")
+            .replace("name = \"netbox-agent\"", "name = \"my-agent\"");
         std::fs::write(d.path().join("a-good.toml"), good).unwrap();
         std::fs::write(
             d.path().join("b-bad.toml"),
@@ -301,7 +306,10 @@ mod tests {
         std::fs::write(d.path().join("c-syntax.toml"), "name = \n").unwrap();
         std::fs::write(d.path().join("ignored.txt"), "x").unwrap();
         let c = Catalog::load(d.path());
-        assert_eq!(c.names(), vec!["my-agent", "netbox-agent", "wikijs-integration"]);
+        assert_eq!(
+            c.names(),
+            vec!["my-agent", "netbox-agent", "wikijs-integration"]
+        );
         let errs = c.errors();
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].file.ends_with("b-bad.toml"));

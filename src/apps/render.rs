@@ -144,7 +144,10 @@ fn format_value(v: &Setting, f: Filter) -> String {
         (Setting::Cidrs(v), Filter::Raw) => v.join(","),
         (Setting::Cidrs(v), _) => format!(
             "[{}]",
-            v.iter().map(|s| toml_string(s)).collect::<Vec<_>>().join(", ")
+            v.iter()
+                .map(|s| toml_string(s))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         (Setting::Bool(b), _) => b.to_string(),
         (Setting::Int(i), _) => i.to_string(),
@@ -195,8 +198,9 @@ mod tests {
 
     #[test]
     fn renders_with_filters_and_escapes() {
-        let t = Template::parse("url = {{ url }}\nn = {{n}}\ni = {{ iv | secs }}\nx={{ url | raw }}")
-            .unwrap();
+        let t =
+            Template::parse("url = {{ url }}\nn = {{n}}\ni = {{ iv | secs }}\nx={{ url | raw }}")
+                .unwrap();
         assert_eq!(t.vars(), vec!["url", "n", "iv"]);
         let vars = BTreeMap::from([
             ("url".to_string(), Setting::Text("a\"b $(reboot)".into())),
@@ -213,7 +217,14 @@ mod tests {
             t.render(&vars),
             "url = \"a\\\"b $(reboot)\"\nn = 3\ni = 300\nx=a\"b $(reboot)"
         );
-        let back: toml::Value = toml::from_str(&t.render(&vars).lines().take(3).collect::<Vec<_>>().join("\n")).unwrap();
+        let back: toml::Value = toml::from_str(
+            &t.render(&vars)
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .unwrap();
         assert_eq!(back["url"].as_str(), Some("a\"b $(reboot)"));
     }
 
@@ -226,10 +237,7 @@ mod tests {
 
     #[test]
     fn fingerprint_is_stable() {
-        assert_eq!(
-            fingerprint(&[("a", b"x")]),
-            fingerprint(&[("a", b"x")])
-        );
+        assert_eq!(fingerprint(&[("a", b"x")]), fingerprint(&[("a", b"x")]));
         assert_ne!(fingerprint(&[("a", b"x")]), fingerprint(&[("a", b"y")]));
     }
 }

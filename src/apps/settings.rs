@@ -266,9 +266,7 @@ impl SettingDef {
 
 /// A single-line string of at most `max` bytes without control characters.
 fn text(v: &Value, max: usize) -> Result<String, String> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| "expected a string".to_string())?;
+    let s = v.as_str().ok_or_else(|| "expected a string".to_string())?;
     if s.len() > max {
         return Err(format!("{} bytes; at most {max}", s.len()));
     }
@@ -378,10 +376,9 @@ pub fn resolve(
                     Ok(v) if !v.is_empty() => {
                         out.secrets.insert(k.clone(), v);
                     }
-                    Ok(_) => errs.push(FieldError::new(
-                        format!("secrets.{k}"),
-                        "must not be empty",
-                    )),
+                    Ok(_) => {
+                        errs.push(FieldError::new(format!("secrets.{k}"), "must not be empty"))
+                    }
                     Err(m) => errs.push(FieldError::new(format!("secrets.{k}"), m)),
                 },
                 None if d.required => errs.push(FieldError::new(
@@ -469,9 +466,14 @@ mod tests {
         assert!(def(SettingKind::Url).value(&json!("http://")).is_err());
         assert_eq!(
             def(SettingKind::CidrList).value(&json!("10.0.0.0/24, 192.168.1.0/24")),
-            Ok(Setting::Cidrs(vec!["10.0.0.0/24".into(), "192.168.1.0/24".into()]))
+            Ok(Setting::Cidrs(vec![
+                "10.0.0.0/24".into(),
+                "192.168.1.0/24".into()
+            ]))
         );
-        assert!(def(SettingKind::CidrList).value(&json!(["10.0.0.0/33"])).is_err());
+        assert!(def(SettingKind::CidrList)
+            .value(&json!(["10.0.0.0/33"]))
+            .is_err());
         assert_eq!(parse_duration("5m"), Some(300));
         assert_eq!(parse_duration("90"), Some(90));
         assert_eq!(parse_duration("m"), None);
@@ -484,9 +486,13 @@ mod tests {
         assert!(i.value(&json!(0)).is_err());
         assert_eq!(i.value(&json!(5)), Ok(Setting::Int(5)));
         assert!(def(SettingKind::String).value(&json!("a\nb")).is_err());
-        assert!(def(SettingKind::String).value(&json!("x".repeat(1025))).is_err());
+        assert!(def(SettingKind::String)
+            .value(&json!("x".repeat(1025)))
+            .is_err());
         // Shell metacharacters are just text.
-        assert!(def(SettingKind::String).value(&json!("$(reboot); `id` | rm -rf /")).is_ok());
+        assert!(def(SettingKind::String)
+            .value(&json!("$(reboot); `id` | rm -rf /"))
+            .is_ok());
     }
 
     #[test]
@@ -510,7 +516,12 @@ mod tests {
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
-            vec!["settings.nope", "settings.interval", "secrets.token", "settings.url"]
+            vec![
+                "settings.nope",
+                "settings.interval",
+                "secrets.token",
+                "settings.url"
+            ]
         );
         let ok = resolve(
             &schema,

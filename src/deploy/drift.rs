@@ -32,7 +32,11 @@ pub fn compare(spec: &StoredSpec, cfg: &CtConfig) -> Vec<Drift> {
     let mut out = Vec::new();
     let opt = |v: Option<u64>| v.map_or("unset".to_string(), |v| v.to_string());
     if cfg.cores != Some(r.cores) {
-        out.push(d("cores", r.cores, cfg.cores.map_or("unset".into(), |c| c.to_string())));
+        out.push(d(
+            "cores",
+            r.cores,
+            cfg.cores.map_or("unset".into(), |c| c.to_string()),
+        ));
     }
     if cfg.memory != Some(u64::from(r.memory)) {
         out.push(d("memory", r.memory, opt(cfg.memory)));
@@ -55,7 +59,11 @@ pub fn compare(spec: &StoredSpec, cfg: &CtConfig) -> Vec<Drift> {
     let expected = super::spec::net0(r);
     match cfg.net.get(&0) {
         Some(actual) if expected.is_satisfied_by(actual) => {}
-        Some(actual) => out.push(d("net0", expected.to_property_string(), actual.to_property_string())),
+        Some(actual) => out.push(d(
+            "net0",
+            expected.to_property_string(),
+            actual.to_property_string(),
+        )),
         None => out.push(d("net0", expected.to_property_string(), "missing")),
     }
     out
@@ -89,7 +97,10 @@ mod tests {
         let same = parse_pct_config("arch: amd64\ncores: 2\nhostname: nb\nmemory: 2048\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,ip6=auto,type=veth\nonboot: 1\nostype: debian\nrootfs: local-lvm:vm-140-disk-0,size=8G\nswap: 512\ntags: 1ld;1ld-netbox-agent\nunprivileged: 1\n").unwrap();
         assert_eq!(compare(&spec, &same), vec![]);
         let changed = parse_pct_config("arch: amd64\ncores: 4\nhostname: nb\nmemory: 2048\nnet0: name=eth0,bridge=vmbr1,ip=dhcp,ip6=auto,type=veth\nostype: debian\nswap: 512\ntags: 1ld\nunprivileged: 1\n").unwrap();
-        let fields: Vec<String> = compare(&spec, &changed).into_iter().map(|d| d.field).collect();
+        let fields: Vec<String> = compare(&spec, &changed)
+            .into_iter()
+            .map(|d| d.field)
+            .collect();
         assert_eq!(fields, vec!["cores", "onboot", "tags", "net0"]);
     }
 }

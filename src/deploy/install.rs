@@ -114,7 +114,12 @@ impl Drop for Staging {
 
 /// Runs `argv` in the container; a non-zero exit is an [`InstallError::Exec`]
 /// unless its code is in `ok_codes`. Returns stdout.
-pub async fn exec(pve: &Pve, vmid: u32, argv: &[&str], ok_codes: &[i32]) -> Result<String, InstallError> {
+pub async fn exec(
+    pve: &Pve,
+    vmid: u32,
+    argv: &[&str],
+    ok_codes: &[i32],
+) -> Result<String, InstallError> {
     let out = pve.pct_exec(vmid, argv, None, None).await?;
     match out.code {
         Some(c) if c == 0 || ok_codes.contains(&c) => Ok(out.stdout_text().into_owned()),
@@ -147,8 +152,15 @@ pub async fn ensure_user(pve: &Pve, vmid: u32, user: &str) -> Result<(), Install
         pve,
         vmid,
         &[
-            "useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-            "--shell", "/usr/sbin/nologin", user,
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            user,
         ],
         &[9],
     )
@@ -167,8 +179,19 @@ pub async fn push_files(
 ) -> Result<(), InstallError> {
     for d in dirs {
         let mode = format!("{:o}", parse_mode(&d.mode).unwrap_or(0o755));
-        exec(pve, vmid, &["install", "-d", "-m", &mode, "-o", &d.owner, "-g", &d.group, "--", &d.path], &[]).await?;
-        log(&format!("created directory {} ({} {}:{})", d.path, d.mode, d.owner, d.group));
+        exec(
+            pve,
+            vmid,
+            &[
+                "install", "-d", "-m", &mode, "-o", &d.owner, "-g", &d.group, "--", &d.path,
+            ],
+            &[],
+        )
+        .await?;
+        log(&format!(
+            "created directory {} ({} {}:{})",
+            d.path, d.mode, d.owner, d.group
+        ));
     }
     let mut parents: Vec<&str> = files
         .iter()
@@ -205,13 +228,18 @@ pub async fn push_files(
     Ok(())
 }
 
-/// `systemctl daemon-reload` + `enable --now <unit>`; on failure the error
-/// carries the unit's status and last journal lines.
+/// `systemctl enable --now <unit>` (enable reloads the manager's
+/// configuration itself, so a new unit needs no separate daemon-reload); on
+/// failure the error carries the unit's last journal lines.
 pub async fn start_unit(pve: &Pve, vmid: u32, unit: &str) -> Result<(), InstallError> {
-    exec(pve, vmid, &["systemctl", "daemon-reload"], &[]).await?;
     match exec(pve, vmid, &["systemctl", "enable", "--now", unit], &[]).await {
         Ok(_) => Ok(()),
-        Err(InstallError::Exec { vmid, argv, code, stderr }) => {
+        Err(InstallError::Exec {
+            vmid,
+            argv,
+            code,
+            stderr,
+        }) => {
             let why = unit_status(pve, vmid, unit).await;
             Err(InstallError::Exec {
                 vmid,
@@ -229,7 +257,12 @@ pub async fn restart_unit(pve: &Pve, vmid: u32, unit: &str) -> Result<(), Instal
     exec(pve, vmid, &["systemctl", "daemon-reload"], &[]).await?;
     match exec(pve, vmid, &["systemctl", "restart", unit], &[]).await {
         Ok(_) => Ok(()),
-        Err(InstallError::Exec { vmid, argv, code, stderr }) => {
+        Err(InstallError::Exec {
+            vmid,
+            argv,
+            code,
+            stderr,
+        }) => {
             let why = unit_status(pve, vmid, unit).await;
             Err(InstallError::Exec {
                 vmid,
@@ -246,7 +279,16 @@ async fn unit_status(pve: &Pve, vmid: u32, unit: &str) -> String {
     let journal = pve
         .pct_exec(
             vmid,
-            &["journalctl", "--no-pager", "-o", "cat", "-n", "15", "-u", unit],
+            &[
+                "journalctl",
+                "--no-pager",
+                "-o",
+                "cat",
+                "-n",
+                "15",
+                "-u",
+                unit,
+            ],
             None,
             None,
         )

@@ -60,7 +60,9 @@ pub struct Env {
 
 impl std::fmt::Debug for Env {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Env").field("apps", &self.apps).finish_non_exhaustive()
+        f.debug_struct("Env")
+            .field("apps", &self.apps)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,7 +82,10 @@ pub fn field_errors(errs: Vec<crate::apps::settings::FieldError>) -> Error {
         format!(
             "{} problems: {}",
             errs.len(),
-            errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
         )
     };
     Error::bad_request(first, msg)
@@ -102,7 +107,11 @@ pub fn find_app(catalog: &Catalog, name: &str) -> Result<App, Error> {
 
 /// Validates `req` against the catalog and the host and builds the spec;
 /// 400 listing every problem.
-pub async fn prepare(env: &Env, pve: &Pve, req: &DeployRequest) -> Result<(App, spec::DeploySpec), Error> {
+pub async fn prepare(
+    env: &Env,
+    pve: &Pve,
+    req: &DeployRequest,
+) -> Result<(App, spec::DeploySpec), Error> {
     let catalog = env.catalog();
     let app = find_app(&catalog, &req.app)?;
     let facts = facts::HostFacts::gather(pve, &env.store, &env.apps.sys_class_net).await?;

@@ -37,7 +37,11 @@ impl ProbeResult {
 }
 
 /// `GET path` over HTTP/1.0 to `addr`; returns the status and body.
-pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), String> {
     let work = async {
         let mut s = TcpStream::connect(addr)
             .await
@@ -51,7 +55,10 @@ pub async fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
-            let n = s.read(&mut chunk).await.map_err(|e| format!("read from {addr}: {e}"))?;
+            let n = s
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("read from {addr}: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -83,7 +90,10 @@ pub fn parse_response(buf: &[u8]) -> Option<(u16, Vec<u8>)> {
 /// Classifies an HTTP answer by the manifest's rules.
 pub fn classify_http(def: &HealthDef, code: u16, body: &[u8]) -> ProbeResult {
     if !def.expect_status.contains(&code) {
-        return ProbeResult::new(HealthStatus::Unhealthy, format!("HTTP {code}{}", json_hint(def, body)));
+        return ProbeResult::new(
+            HealthStatus::Unhealthy,
+            format!("HTTP {code}{}", json_hint(def, body)),
+        );
     }
     let Some(field) = &def.json_field else {
         return ProbeResult::new(HealthStatus::Healthy, format!("HTTP {code}"));
@@ -92,13 +102,22 @@ pub fn classify_http(def: &HealthDef, code: u16, body: &[u8]) -> ProbeResult {
         .ok()
         .and_then(|j| j.get(field).and_then(|s| s.as_str()).map(str::to_string));
     match v.as_deref() {
-        Some("healthy") => ProbeResult::new(HealthStatus::Healthy, format!("HTTP {code}, {field}=healthy")),
+        Some("healthy") => ProbeResult::new(
+            HealthStatus::Healthy,
+            format!("HTTP {code}, {field}=healthy"),
+        ),
         Some("degraded") => ProbeResult::new(
             HealthStatus::Degraded,
             format!("HTTP {code}, {field}=degraded{}", degraded_checks(body)),
         ),
-        Some(other) => ProbeResult::new(HealthStatus::Unhealthy, format!("HTTP {code}, {field}={other}")),
-        None => ProbeResult::new(HealthStatus::Unhealthy, format!("HTTP {code}, no '{field}' in the JSON body")),
+        Some(other) => ProbeResult::new(
+            HealthStatus::Unhealthy,
+            format!("HTTP {code}, {field}={other}"),
+        ),
+        None => ProbeResult::new(
+            HealthStatus::Unhealthy,
+            format!("HTTP {code}, no '{field}' in the JSON body"),
+        ),
     }
 }
 
@@ -108,7 +127,11 @@ fn json_hint(def: &HealthDef, body: &[u8]) -> String {
         .and_then(|f| {
             serde_json::from_slice::<serde_json::Value>(body)
                 .ok()
-                .and_then(|j| j.get(f).and_then(|s| s.as_str()).map(|s| format!(", {f}={s}{}", degraded_checks(body))))
+                .and_then(|j| {
+                    j.get(f)
+                        .and_then(|s| s.as_str())
+                        .map(|s| format!(", {f}={s}{}", degraded_checks(body)))
+                })
         })
         .unwrap_or_default()
 }
@@ -138,18 +161,34 @@ fn degraded_checks(body: &[u8]) -> String {
 }
 
 /// One probe of `def` against the container `vmid` at `ip`.
-pub async fn probe_once(def: &HealthDef, pve: &Pve, vmid: u32, ip: Option<Ipv4Addr>, timeout: Duration) -> ProbeResult {
+pub async fn probe_once(
+    def: &HealthDef,
+    pve: &Pve,
+    vmid: u32,
+    ip: Option<Ipv4Addr>,
+    timeout: Duration,
+) -> ProbeResult {
     match def.kind {
         ProbeKind::Http | ProbeKind::Tcp => {
             let Some(ip) = ip else {
-                return ProbeResult::new(HealthStatus::Unknown, "the container has no IPv4 address");
+                return ProbeResult::new(
+                    HealthStatus::Unknown,
+                    "the container has no IPv4 address",
+                );
             };
             let addr = SocketAddr::from((ip, def.port.unwrap_or_default()));
             if def.kind == ProbeKind::Tcp {
                 return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(_)) => ProbeResult::new(HealthStatus::Healthy, format!("tcp {addr} open")),
-                    Ok(Err(e)) => ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: {e}")),
-                    Err(_) => ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: no answer within {timeout:?}")),
+                    Ok(Ok(_)) => {
+                        ProbeResult::new(HealthStatus::Healthy, format!("tcp {addr} open"))
+                    }
+                    Ok(Err(e)) => {
+                        ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: {e}"))
+                    }
+                    Err(_) => ProbeResult::new(
+                        HealthStatus::Unknown,
+                        format!("tcp {addr}: no answer within {timeout:?}"),
+                    ),
                 };
             }
             let path = def.path.as_deref().unwrap_or("/");
@@ -164,7 +203,11 @@ pub async fn probe_once(def: &HealthDef, pve: &Pve, vmid: u32, ip: Option<Ipv4Ad
                 Some(1) => ProbeResult::new(HealthStatus::Degraded, "exit 1"),
                 c => ProbeResult::new(
                     HealthStatus::Unhealthy,
-                    format!("exit {}: {}", c.map_or("signal".into(), |c| c.to_string()), out.stderr_text().trim()),
+                    format!(
+                        "exit {}: {}",
+                        c.map_or("signal".into(), |c| c.to_string()),
+                        out.stderr_text().trim()
+                    ),
                 ),
             },
             Err(e) => ProbeResult::new(HealthStatus::Unknown, e.to_string()),
@@ -189,7 +232,14 @@ pub async fn gate(
     loop {
         n += 1;
         let left = limit.saturating_sub(start.elapsed());
-        let r = probe_once(def, pve, vmid, ip, left.clamp(Duration::from_millis(200), Duration::from_secs(5))).await;
+        let r = probe_once(
+            def,
+            pve,
+            vmid,
+            ip,
+            left.clamp(Duration::from_millis(200), Duration::from_secs(5)),
+        )
+        .await;
         log(&format!(
             "health probe {n} ({:.1}s): {:?}: {}",
             start.elapsed().as_secs_f32(),
@@ -234,7 +284,10 @@ mod tests {
         let r = classify_http(&def(), 503, b"{\"status\":\"unhealthy\"}");
         assert_eq!(r.status, HealthStatus::Unhealthy);
         assert!(r.detail.contains("HTTP 503, status=unhealthy"));
-        assert_eq!(classify_http(&def(), 200, b"{}").status, HealthStatus::Unhealthy);
+        assert_eq!(
+            classify_http(&def(), 200, b"{}").status,
+            HealthStatus::Unhealthy
+        );
         assert_eq!(parse_response(b"garbage"), None);
     }
 
@@ -246,11 +299,18 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut b = [0u8; 1024];
             let _ = s.read(&mut b).await;
-            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n{\"status\":\"healthy\"}").await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n{\"status\":\"healthy\"}")
+                .await
+                .unwrap();
         });
-        let (code, body) = http_get(addr, "/health", Duration::from_secs(2)).await.unwrap();
+        let (code, body) = http_get(addr, "/health", Duration::from_secs(2))
+            .await
+            .unwrap();
         assert_eq!(code, 200);
-        assert_eq!(classify_http(&def(), code, &body).status, HealthStatus::Healthy);
+        assert_eq!(
+            classify_http(&def(), code, &body).status,
+            HealthStatus::Healthy
+        );
         let closed = SocketAddr::from(([127, 0, 0, 1], 1));
         assert!(http_get(closed, "/", Duration::from_secs(1)).await.is_err());
     }

@@ -18,14 +18,20 @@ use crate::store::{now_ms, Store};
 
 /// The app a container looks like: its `1ld-<app>` tag.
 pub fn app_of_tags(tags: &[String]) -> Option<String> {
-    tags.iter()
-        .find_map(|t| t.strip_prefix("1ld-").filter(|a| !a.is_empty()).map(str::to_string))
+    tags.iter().find_map(|t| {
+        t.strip_prefix("1ld-")
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+    })
 }
 
 /// Containers on this node tagged `1ld` that no deployment records.
 pub async fn unmanaged(pve: &Pve, store: &Store) -> Result<Vec<UnmanagedContainer>, Error> {
-    let known: std::collections::BTreeSet<u32> =
-        store.list_deployments()?.into_iter().map(|d| d.vmid).collect();
+    let known: std::collections::BTreeSet<u32> = store
+        .list_deployments()?
+        .into_iter()
+        .map(|d| d.vmid)
+        .collect();
     let mut out: Vec<UnmanagedContainer> = pve
         .cluster_cts()
         .await?
@@ -93,7 +99,13 @@ pub async fn drift_tick(pve: &Pve, store: &Store, events: &EventBus) -> Result<u
 }
 
 /// Runs [`drift_tick`] every `every` until `stop`.
-pub async fn drift_loop(pve: Pve, store: Store, events: EventBus, every: Duration, stop: CancellationToken) {
+pub async fn drift_loop(
+    pve: Pve,
+    store: Store,
+    events: EventBus,
+    every: Duration,
+    stop: CancellationToken,
+) {
     if every.is_zero() {
         return;
     }

@@ -146,9 +146,7 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
                 let (dx, dy) = (&x[..nx], &y[..ny]);
                 let tx = dx.iter().skip_while(|b| **b == b'0').count();
                 let ty = dy.iter().skip_while(|b| **b == b'0').count();
-                let o = tx.cmp(&ty).then_with(|| {
-                    dx[nx - tx..].cmp(&dy[ny - ty..])
-                });
+                let o = tx.cmp(&ty).then_with(|| dx[nx - tx..].cmp(&dy[ny - ty..]));
                 if o != std::cmp::Ordering::Equal {
                     return o;
                 }
@@ -298,7 +296,9 @@ pub fn check_name(name: &str) -> Option<String> {
         ));
     }
     if RESERVED_NAMES.contains(&name) {
-        return Some(format!("'{name}' is reserved by the API; pick another name"));
+        return Some(format!(
+            "'{name}' is reserved by the API; pick another name"
+        ));
     }
     None
 }
@@ -323,20 +323,36 @@ pub fn resources(
         onboot: o.onboot.unwrap_or(base.onboot),
     };
     ranged(errs, "overrides.cores", r.cores, 1, 512, "");
-    ranged(errs, "overrides.memory", r.memory, 16, 4 * 1024 * 1024, " MiB");
+    ranged(
+        errs,
+        "overrides.memory",
+        r.memory,
+        16,
+        4 * 1024 * 1024,
+        " MiB",
+    );
     ranged(errs, "overrides.swap", r.swap, 0, 4 * 1024 * 1024, " MiB");
     ranged(errs, "overrides.disk", r.disk, 1, 128 * 1024, " GiB");
     if r.ip != "dhcp" && r.ip.parse::<Ipv4Cidr>().is_err() {
         errs.push(FieldError::new(
             "overrides.ip",
-            format!("'{}': use dhcp or an IPv4 address in CIDR form (192.168.1.50/24)", clip(&r.ip)),
+            format!(
+                "'{}': use dhcp or an IPv4 address in CIDR form (192.168.1.50/24)",
+                clip(&r.ip)
+            ),
         ));
     }
     if let Some(gw) = &r.gw {
         if gw.parse::<Ipv4Addr>().is_err() {
-            errs.push(FieldError::new("overrides.gw", format!("'{}' is not an IPv4 address", clip(gw))));
+            errs.push(FieldError::new(
+                "overrides.gw",
+                format!("'{}' is not an IPv4 address", clip(gw)),
+            ));
         } else if r.ip == "dhcp" {
-            errs.push(FieldError::new("overrides.gw", "a gateway needs a static ip"));
+            errs.push(FieldError::new(
+                "overrides.gw",
+                "a gateway needs a static ip",
+            ));
         }
     }
     match r.ip6.as_str() {
@@ -345,10 +361,15 @@ pub fn resources(
             "overrides.ip6",
             "the app wants a static IPv6 address: give it in CIDR form (fd00::50/64)",
         )),
-        other if other.parse::<crate::pve::types::Ipv6Cidr>().is_err() => errs.push(FieldError::new(
-            "overrides.ip6",
-            format!("'{}': use auto, dhcp, none or an IPv6 address in CIDR form", clip(other)),
-        )),
+        other if other.parse::<crate::pve::types::Ipv6Cidr>().is_err() => {
+            errs.push(FieldError::new(
+                "overrides.ip6",
+                format!(
+                    "'{}': use auto, dhcp, none or an IPv6 address in CIDR form",
+                    clip(other)
+                ),
+            ))
+        }
         _ => {}
     }
     if !super::net::is_bridge_name(&r.bridge) {
@@ -363,7 +384,11 @@ pub fn resources(
                 format!(
                     "bridge '{}' does not exist on this node; candidates: {}",
                     r.bridge,
-                    if f.bridges.is_empty() { "none".to_string() } else { f.bridges.join(", ") }
+                    if f.bridges.is_empty() {
+                        "none".to_string()
+                    } else {
+                        f.bridges.join(", ")
+                    }
                 ),
             ));
         }
@@ -424,7 +449,10 @@ pub fn build(
     match req.overrides.vmid {
         Some(v) => {
             if !(crate::pve::pct::MIN_VMID..=crate::pve::pct::MAX_VMID).contains(&v) {
-                errs.push(FieldError::new("overrides.vmid", format!("{v} is outside 100..=999999999")));
+                errs.push(FieldError::new(
+                    "overrides.vmid",
+                    format!("{v} is outside 100..=999999999"),
+                ));
             } else if facts.guests.contains(&v) || facts.held.contains(&v) {
                 errs.push(FieldError::new(
                     "overrides.vmid",
@@ -437,7 +465,9 @@ pub fn build(
             Some(v) => vmid_hint = v,
             None => errs.push(FieldError::new(
                 "overrides.vmid",
-                format!("no free vmid in the app's range {lo}..={hi}; give one with overrides.vmid"),
+                format!(
+                    "no free vmid in the app's range {lo}..={hi}; give one with overrides.vmid"
+                ),
             )),
         },
     }
@@ -453,14 +483,23 @@ pub fn build(
                 .filter(|s| active(s))
                 .map(|s| s.name.clone())
                 .find(|n| *n == cfg.template_storage)
-                .or_else(|| facts.vztmpl_storages.iter().find(|s| active(s)).map(|s| s.name.clone()));
+                .or_else(|| {
+                    facts
+                        .vztmpl_storages
+                        .iter()
+                        .find(|s| active(s))
+                        .map(|s| s.name.clone())
+                });
             match storage {
                 None => {
                     errs.push(FieldError::new(
                         "app",
                         format!("template '{}' is on no storage and no active storage has content 'vztmpl' to download it to", c.template),
                     ));
-                    TemplateChoice { volid: String::new(), download: None }
+                    TemplateChoice {
+                        volid: String::new(),
+                        download: None,
+                    }
                 }
                 Some(s) => {
                     let file = newest_file(&facts.available, &c.template)
@@ -588,7 +627,11 @@ impl DeploySpec {
                 self.template.volid
             ));
         }
-        if self.health.accept.contains(&crate::api::HealthStatus::Degraded) {
+        if self
+            .health
+            .accept
+            .contains(&crate::api::HealthStatus::Degraded)
+        {
             warnings.push("the app's health gate accepts 'degraded' (its upstream may be unreachable); the deployment then shows degraded".into());
         }
         Plan {

@@ -56,7 +56,12 @@ pub async fn container_state(pve: &Pve, vmid: u32) -> ContainerState {
 
 /// The live view: state, address and one health probe; the row's ip and
 /// health are updated when they changed.
-pub async fn live(pve: &Pve, store: &Store, catalog: &Catalog, mut rec: DeploymentRecord) -> Deployment {
+pub async fn live(
+    pve: &Pve,
+    store: &Store,
+    catalog: &Catalog,
+    mut rec: DeploymentRecord,
+) -> Deployment {
     let state = container_state(pve, rec.vmid).await;
     let mut changed = false;
     if state == ContainerState::Running {
@@ -71,7 +76,14 @@ pub async fn live(pve: &Pve, store: &Store, catalog: &Catalog, mut rec: Deployme
     let health = match (state, catalog.get(&rec.app)) {
         (ContainerState::Running, Some(app)) => {
             let ip = rec.ip.as_deref().and_then(|s| s.parse().ok());
-            let r = super::probe::probe_once(&app.manifest.health, pve, rec.vmid, ip, LIVE_PROBE_TIMEOUT).await;
+            let r = super::probe::probe_once(
+                &app.manifest.health,
+                pve,
+                rec.vmid,
+                ip,
+                LIVE_PROBE_TIMEOUT,
+            )
+            .await;
             HealthSummary {
                 status: r.status,
                 checked_at: Some(rfc3339(now_ms())),
@@ -81,7 +93,10 @@ pub async fn live(pve: &Pve, store: &Store, catalog: &Catalog, mut rec: Deployme
         (ContainerState::Running, None) => HealthSummary {
             status: HealthStatus::Unknown,
             checked_at: Some(rfc3339(now_ms())),
-            detail: Some(format!("app '{}' is no longer in the catalog; cannot probe", rec.app)),
+            detail: Some(format!(
+                "app '{}' is no longer in the catalog; cannot probe",
+                rec.app
+            )),
         },
         (s, _) => HealthSummary {
             status: HealthStatus::Unknown,

@@ -21,7 +21,6 @@ use serde_json::{json, Value};
 use crate::daemon::{root_tier, Client, Daemon, Options};
 
 #[path = "../support/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod support;
 
 const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
@@ -31,7 +30,9 @@ fn agents_dir() -> PathBuf {
 }
 
 /// A daemon on the sandbox tools (no containers) whose sysfs has `vmbr1ldt`.
-fn fast_daemon(extra: impl FnOnce(&mut oneld::config::Config) + Send + 'static) -> (Daemon, tempfile::TempDir) {
+fn fast_daemon(
+    extra: impl FnOnce(&mut oneld::config::Config) + Send + 'static,
+) -> (Daemon, tempfile::TempDir) {
     let net = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(net.path().join("vmbr1ldt/bridge")).expect("fake bridge");
     std::fs::create_dir_all(net.path().join("eth0")).expect("fake nic");
@@ -87,7 +88,11 @@ async fn catalog_lists_builtins_and_reports_bad_user_files() {
     let (d, _net) = fast_daemon(|_| {});
     let dir = d.config.apps.dir.clone();
     std::fs::create_dir_all(&dir).expect("apps.d");
-    std::fs::write(dir.join("broken.toml"), "name = \"x\"\n[container]\ncores = \"two\"\n").expect("bad");
+    std::fs::write(
+        dir.join("broken.toml"),
+        "name = \"x\"\n[container]\ncores = \"two\"\n",
+    )
+    .expect("bad");
     let c = d.client();
     let cat: AppCatalog = c.get("/v1/apps").await.expect(200).json();
     let names: Vec<&str> = cat.apps.iter().map(|a| a.name.as_str()).collect();
@@ -107,8 +112,14 @@ async fn dry_run_plans_and_changes_nothing() {
     let (d, _net) = fast_daemon(|_| {});
     let c = d.client();
     // A VM on the fake other node holds 140: the plan skips it.
-    std::fs::write(d.tools().root.join("etc/pve/other-nodes"), "pve2 qemu 140 winvm\n").expect("other");
-    let before = std::fs::read_dir(d.tools().root.join("etc/pve")).expect("ls").count();
+    std::fs::write(
+        d.tools().root.join("etc/pve/other-nodes"),
+        "pve2 qemu 140 winvm\n",
+    )
+    .expect("other");
+    let before = std::fs::read_dir(d.tools().root.join("etc/pve"))
+        .expect("ls")
+        .count();
     let plan: Plan = c
         .post("/v1/deployments", &nb_request(json!({"dry_run": true})))
         .await
@@ -119,16 +130,35 @@ async fn dry_run_plans_and_changes_nothing() {
     assert!(plan.template_download, "{plan:?}");
     assert_eq!(&plan.pct_create[..3], &["pct", "create", "141"]);
     let argv = plan.pct_create.join(" ");
-    assert!(argv.contains("--tags 1ld;1ld-netbox-agent;netbox"), "{argv}");
-    assert!(argv.contains("--rootfs ctdata:8") && argv.contains("--cores 2") && argv.contains("--memory 2048"), "{argv}");
-    assert!(argv.contains("bridge=vmbr1ldt") && argv.contains("ip=dhcp"), "{argv}");
+    assert!(
+        argv.contains("--tags 1ld;1ld-netbox-agent;netbox"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("--rootfs ctdata:8")
+            && argv.contains("--cores 2")
+            && argv.contains("--memory 2048"),
+        "{argv}"
+    );
+    assert!(
+        argv.contains("bridge=vmbr1ldt") && argv.contains("ip=dhcp"),
+        "{argv}"
+    );
     assert!(!argv.contains(TOKEN) && !serde_json::to_string(&plan).unwrap().contains(TOKEN));
     assert_eq!(plan.settings["netbox_token"], json!("***"));
     let secret = plan.files.iter().find(|f| f.secret).expect("secret file");
-    assert_eq!((secret.mode.as_str(), secret.owner.as_str()), ("0600", "netbox-agent:netbox-agent"));
+    assert_eq!(
+        (secret.mode.as_str(), secret.owner.as_str()),
+        ("0600", "netbox-agent:netbox-agent")
+    );
     assert_eq!(plan.steps.len(), 10);
     // Nothing changed: no CT config, no deployment, no operation.
-    assert_eq!(std::fs::read_dir(d.tools().root.join("etc/pve")).expect("ls").count(), before);
+    assert_eq!(
+        std::fs::read_dir(d.tools().root.join("etc/pve"))
+            .expect("ls")
+            .count(),
+        before
+    );
     let list: Vec<Deployment> = c.get("/v1/deployments").await.expect(200).json();
     assert!(list.is_empty());
     let ops: Vec<Operation> = c.get("/v1/operations").await.expect(200).json();
@@ -164,31 +194,73 @@ async fn every_problem_is_reported_at_once_naming_the_field() {
         assert!(msg.contains(needle), "missing «{needle}» in: {msg}");
     }
     // Unknown app, unknown field, bad JSON types.
-    let (_, msg) = c.post("/v1/deployments", &json!({"app": "nope"})).await.expect(400).error();
-    assert!(msg.contains("no app called 'nope'; known apps: netbox-agent, wikijs-integration"), "{msg}");
-    let (_, msg) = c.post("/v1/deployments", &nb_request(json!({"overrides": {"cpu": 2}}))).await.expect(400).error();
-    assert!(msg.contains("unknown field `cpu`"), "{msg}");
     let (_, msg) = c
-        .post("/v1/deployments", &nb_request(json!({"settings": {"netbox_url": "http://n", "interval": 5}})))
+        .post("/v1/deployments", &json!({"app": "nope"}))
         .await
         .expect(400)
         .error();
-    assert!(msg.contains("settings.interval: expected a string"), "{msg}");
+    assert!(
+        msg.contains("no app called 'nope'; known apps: netbox-agent, wikijs-integration"),
+        "{msg}"
+    );
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(json!({"overrides": {"cpu": 2}})),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("unknown field `cpu`"), "{msg}");
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(json!({"settings": {"netbox_url": "http://n", "interval": 5}})),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("settings.interval: expected a string"),
+        "{msg}"
+    );
     // A secret in settings, a setting in secrets.
     let (_, msg) = c
         .post("/v1/deployments", &nb_request(json!({"settings": {"netbox_url": "http://n", "netbox_token": "x"}, "secrets": {"netbox_url": "http://n"}})))
         .await
         .expect(400)
         .error();
-    assert!(msg.contains("settings.netbox_token: is a secret") && msg.contains("secrets.netbox_url: is not a secret"), "{msg}");
+    assert!(
+        msg.contains("settings.netbox_token: is a secret")
+            && msg.contains("secrets.netbox_url: is not a secret"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn names_traversal_metacharacters_and_oversized_values() {
     let (d, _net) = fast_daemon(|_| {});
     let c = d.client();
-    for name in ["../../etc", "a/b", "x;reboot", "$(id)", "adopt", "unmanaged", "-x", "a b", &"a".repeat(64), ""] {
-        let (_, msg) = c.post("/v1/deployments", &nb_request(json!({"name": name, "dry_run": true}))).await.expect(400).error();
+    for name in [
+        "../../etc",
+        "a/b",
+        "x;reboot",
+        "$(id)",
+        "adopt",
+        "unmanaged",
+        "-x",
+        "a b",
+        &"a".repeat(64),
+        "",
+    ] {
+        let (_, msg) = c
+            .post(
+                "/v1/deployments",
+                &nb_request(json!({"name": name, "dry_run": true})),
+            )
+            .await
+            .expect(400)
+            .error();
         assert!(msg.starts_with("name: "), "{name}: {msg}");
     }
     // Metacharacters in settings are inert: accepted as text, quoted in the
@@ -201,27 +273,82 @@ async fn names_traversal_metacharacters_and_oversized_values() {
         .json();
     assert_eq!(plan.settings["netbox_url"], json!(evil));
     // Control characters and oversized values are refused.
-    let (_, msg) = c.post("/v1/deployments", &nb_request(json!({"dry_run": true, "secrets": {"netbox_token": "a\nb"}}))).await.expect(400).error();
-    assert!(msg.contains("secrets.netbox_token: control characters"), "{msg}");
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(json!({"dry_run": true, "secrets": {"netbox_token": "a\nb"}})),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("secrets.netbox_token: control characters"),
+        "{msg}"
+    );
     let big = format!("http://n/{}", "x".repeat(2000));
-    let (_, msg) = c.post("/v1/deployments", &nb_request(json!({"dry_run": true, "settings": {"netbox_url": big}}))).await.expect(400).error();
-    assert!(msg.contains("settings.netbox_url: 2009 bytes; at most 1024"), "{msg}");
-    let (_, msg) = c.post("/v1/deployments", &nb_request(json!({"dry_run": true, "overrides": {"bridge": "br;x", "storage": "../x"}}))).await.expect(400).error();
-    assert!(msg.contains("overrides.bridge: 'br;x' is not a bridge name"), "{msg}");
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(json!({"dry_run": true, "settings": {"netbox_url": big}})),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("settings.netbox_url: 2009 bytes; at most 1024"),
+        "{msg}"
+    );
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(
+                json!({"dry_run": true, "overrides": {"bridge": "br;x", "storage": "../x"}}),
+            ),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("overrides.bridge: 'br;x' is not a bridge name"),
+        "{msg}"
+    );
     // Fixed vmid taken in the cluster (the other node).
-    std::fs::write(d.tools().root.join("etc/pve/other-nodes"), "pve2 lxc 150 other\n").expect("other");
-    let (_, msg) = c.post("/v1/deployments", &nb_request(json!({"dry_run": true, "overrides": {"vmid": 150}}))).await.expect(400).error();
-    assert!(msg.contains("overrides.vmid: vmid 150 is taken in the cluster"), "{msg}");
+    std::fs::write(
+        d.tools().root.join("etc/pve/other-nodes"),
+        "pve2 lxc 150 other\n",
+    )
+    .expect("other");
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(json!({"dry_run": true, "overrides": {"vmid": 150}})),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("overrides.vmid: vmid 150 is taken in the cluster"),
+        "{msg}"
+    );
     // Unknown deployments.
     c.get("/v1/deployments/nope").await.expect(404);
-    c.post("/v1/deployments/nope/start", &json!({})).await.expect(404);
+    c.post("/v1/deployments/nope/start", &json!({}))
+        .await
+        .expect(404);
     c.delete("/v1/deployments/nope").await.expect(404);
     // Apply dry run of a missing deployment is the create plan.
-    let p: ApplyPreview = put(&c, "/v1/deployments/nb2", &nb_request(json!({"dry_run": true})).as_object().map(|o| {
-        let mut o = o.clone();
-        o.remove("name");
-        Value::Object(o)
-    }).unwrap_or_default())
+    let p: ApplyPreview = put(
+        &c,
+        "/v1/deployments/nb2",
+        &nb_request(json!({"dry_run": true}))
+            .as_object()
+            .map(|o| {
+                let mut o = o.clone();
+                o.remove("name");
+                Value::Object(o)
+            })
+            .unwrap_or_default(),
+    )
     .await
     .expect(200)
     .json();
@@ -245,7 +372,11 @@ fn wrappers(dir: &Path, root: &Path) -> PathBuf {
         let p = bin.join(tool);
         std::fs::write(
             &p,
-            format!("#!/bin/sh\nPVE_SANDBOX_ROOT='{}' exec '{}' {tool} \"$@\"\n", root.display(), exe.display()),
+            format!(
+                "#!/bin/sh\nPVE_SANDBOX_ROOT='{}' exec '{}' {tool} \"$@\"\n",
+                root.display(),
+                exe.display()
+            ),
         )
         .expect("wrapper");
         use std::os::unix::fs::PermissionsExt;
@@ -257,7 +388,8 @@ fn wrappers(dir: &Path, root: &Path) -> PathBuf {
 impl Node {
     fn up(bridge: &str, subnet: &str) -> Node {
         assert!(
-            agents_dir().join("netbox-agent").is_file() && agents_dir().join("wikijs-integration").is_file(),
+            agents_dir().join("netbox-agent").is_file()
+                && agents_dir().join("wikijs-integration").is_file(),
             "no agent binaries in target/release: run `make agents-bin`"
         );
         let node = support::SandboxNode::up(8, bridge, subnet);
@@ -321,9 +453,15 @@ impl Node {
 
     fn request(&self, app: &str, name: &str) -> Value {
         let (settings, secrets) = if app == "netbox-agent" {
-            (json!({"netbox_url": "http://10.254.254.254:8000"}), json!({"netbox_token": TOKEN}))
+            (
+                json!({"netbox_url": "http://10.254.254.254:8000"}),
+                json!({"netbox_token": TOKEN}),
+            )
         } else {
-            (json!({"wikijs_url": "http://10.254.254.254:3000"}), json!({"wikijs_api_key": "eyJhbGciOiJSUzI1NiJ9.test.key"}))
+            (
+                json!({"wikijs_url": "http://10.254.254.254:3000"}),
+                json!({"wikijs_api_key": "eyJhbGciOiJSUzI1NiJ9.test.key"}),
+            )
         };
         json!({"app": app, "name": name, "settings": settings, "secrets": secrets,
                "overrides": {"bridge": self.bridge, "storage": "local-lvm", "memory": 512}})
@@ -334,16 +472,27 @@ impl Node {
 async fn finish(c: &Client, id: &str, limit: Duration) -> Operation {
     let start = Instant::now();
     loop {
-        let op: Operation = c.get(&format!("/v1/operations/{id}/wait?timeout=15")).await.expect(200).json();
+        let op: Operation = c
+            .get(&format!("/v1/operations/{id}/wait?timeout=15"))
+            .await
+            .expect(200)
+            .json();
         if op.status.is_final() {
             return op;
         }
-        assert!(start.elapsed() < limit, "operation {id} not done after {limit:?}: {op:?}");
+        assert!(
+            start.elapsed() < limit,
+            "operation {id} not done after {limit:?}: {op:?}"
+        );
     }
 }
 
 async fn log_of(c: &Client, id: &str) -> String {
-    let chunk: oneld::api::OpLogChunk = c.get(&format!("/v1/operations/{id}/log")).await.expect(200).json();
+    let chunk: oneld::api::OpLogChunk = c
+        .get(&format!("/v1/operations/{id}/log"))
+        .await
+        .expect(200)
+        .json();
     chunk.lines.join("\n")
 }
 
@@ -356,7 +505,10 @@ async fn deploy(c: &Client, body: &Value) -> (Operation, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_deploy_apply_stop_destroy_netbox_agent() {
-    if !root_tier("root_deploy_apply_stop_destroy_netbox_agent", "containers need root") {
+    if !root_tier(
+        "root_deploy_apply_stop_destroy_netbox_agent",
+        "containers need root",
+    ) {
         return;
     }
     let n = Node::up("sbxdep0", "10.213.81.0/24");
@@ -377,19 +529,39 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     let ip = dep.ip.clone().expect("ip");
     assert!(ip.starts_with("10.213.81."), "{ip}");
     // In the container: files, owners, modes; no secret in the config.
-    let ls = n.exec(141, &["stat", "-c", "%a %U %n", "/etc/netbox-agent/secrets.toml", "/etc/netbox-agent/config.toml", "/usr/local/bin/netbox-agent"]);
+    let ls = n.exec(
+        141,
+        &[
+            "stat",
+            "-c",
+            "%a %U %n",
+            "/etc/netbox-agent/secrets.toml",
+            "/etc/netbox-agent/config.toml",
+            "/usr/local/bin/netbox-agent",
+        ],
+    );
     assert_eq!(ls, "600 netbox-agent /etc/netbox-agent/secrets.toml\n640 root /etc/netbox-agent/config.toml\n755 root /usr/local/bin/netbox-agent\n");
     let cfg = n.exec(141, &["cat", "/etc/netbox-agent/config.toml"]);
-    assert!(cfg.contains("interval_s = 300") && !cfg.contains(TOKEN), "{cfg}");
+    assert!(
+        cfg.contains("interval_s = 300") && !cfg.contains(TOKEN),
+        "{cfg}"
+    );
     let cfgd = n.pct(&["config", "141"]);
     let cfgd = String::from_utf8_lossy(&cfgd.stdout);
-    assert!(cfgd.contains("tags: 1ld;1ld-netbox-agent;netbox") && cfgd.contains("Managed by 1ld"), "{cfgd}");
+    assert!(
+        cfgd.contains("tags: 1ld;1ld-netbox-agent;netbox") && cfgd.contains("Managed by 1ld"),
+        "{cfgd}"
+    );
     // The store holds no secret value.
     let db = std::fs::read(n.daemon.config.state_dir.join("state.db")).expect("db");
     assert!(!String::from_utf8_lossy(&db).contains(TOKEN));
 
     // A second deploy of the same name is refused, listing it.
-    let (_, msg) = c.post("/v1/deployments", &n.request("netbox-agent", "nb")).await.expect(400).error();
+    let (_, msg) = c
+        .post("/v1/deployments", &n.request("netbox-agent", "nb"))
+        .await
+        .expect(400)
+        .error();
     assert!(msg.contains("a deployment called 'nb' exists"), "{msg}");
 
     // Apply: dry run shows the diff, then a changed setting re-renders and stays healthy.
@@ -398,14 +570,25 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     spec["settings"]["interval"] = json!("2m");
     spec["overrides"] = json!({"cores": 1});
     spec["dry_run"] = json!(true);
-    let p: ApplyPreview = put(&c, "/v1/deployments/nb", &spec).await.expect(200).json();
+    let p: ApplyPreview = put(&c, "/v1/deployments/nb", &spec)
+        .await
+        .expect(200)
+        .json();
     let fields: Vec<&str> = p.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(fields, vec!["cores", "settings.interval"], "{p:?}");
     spec["overrides"] = json!({"memory": 512});
     spec["dry_run"] = json!(false);
-    let op: Operation = put(&c, "/v1/deployments/nb", &spec).await.expect(202).json();
+    let op: Operation = put(&c, "/v1/deployments/nb", &spec)
+        .await
+        .expect(202)
+        .json();
     let op = finish(&c, &op.id, Duration::from_secs(120)).await;
-    assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{}", log_of(&c, &op.id).await);
+    assert_eq!(
+        op.status,
+        OpStatus::Succeeded,
+        "{op:?}\n{}",
+        log_of(&c, &op.id).await
+    );
     let cfg = n.exec(141, &["cat", "/etc/netbox-agent/config.toml"]);
     assert!(cfg.contains("interval_s = 120"), "{cfg}");
     let dep2: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
@@ -413,16 +596,40 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     assert_eq!(dep2.health.status, HealthStatus::Degraded);
 
     // Stop records the intended state; start brings it back.
-    let op: Operation = c.post("/v1/deployments/nb/stop", &json!({})).await.expect(202).json();
-    assert_eq!(finish(&c, &op.id, Duration::from_secs(60)).await.status, OpStatus::Succeeded);
+    let op: Operation = c
+        .post("/v1/deployments/nb/stop", &json!({}))
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(
+        finish(&c, &op.id, Duration::from_secs(60)).await.status,
+        OpStatus::Succeeded
+    );
     let dep3: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
-    assert_eq!((dep3.intended_state, dep3.state), (oneld::api::IntendedState::Stopped, ContainerState::Stopped));
-    let op: Operation = c.post("/v1/deployments/nb/start", &json!({})).await.expect(202).json();
-    assert_eq!(finish(&c, &op.id, Duration::from_secs(60)).await.status, OpStatus::Succeeded);
+    assert_eq!(
+        (dep3.intended_state, dep3.state),
+        (oneld::api::IntendedState::Stopped, ContainerState::Stopped)
+    );
+    let op: Operation = c
+        .post("/v1/deployments/nb/start", &json!({}))
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(
+        finish(&c, &op.id, Duration::from_secs(60)).await.status,
+        OpStatus::Succeeded
+    );
 
     // Destroy leaves nothing behind.
-    let op: Operation = c.delete("/v1/deployments/nb?purge=true").await.expect(202).json();
-    assert_eq!(finish(&c, &op.id, Duration::from_secs(60)).await.status, OpStatus::Succeeded);
+    let op: Operation = c
+        .delete("/v1/deployments/nb?purge=true")
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(
+        finish(&c, &op.id, Duration::from_secs(60)).await.status,
+        OpStatus::Succeeded
+    );
     assert!(n.vmids().is_empty(), "{:?}", n.vmids());
     c.get("/v1/deployments/nb").await.expect(404);
     assert!(!n.daemon.config.state_dir.join("secrets/nb").exists());
@@ -430,13 +637,30 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_wikijs_and_parallel_deploys_get_distinct_vmids() {
-    if !root_tier("root_wikijs_and_parallel_deploys_get_distinct_vmids", "containers need root") {
+    if !root_tier(
+        "root_wikijs_and_parallel_deploys_get_distinct_vmids",
+        "containers need root",
+    ) {
         return;
     }
     let n = Node::up("sbxdep1", "10.213.82.0/24");
     let c = n.client();
-    let a: Operation = c.post("/v1/deployments", &n.request("wikijs-integration", "wiki-a")).await.expect(202).json();
-    let b: Operation = c.post("/v1/deployments", &n.request("wikijs-integration", "wiki-b")).await.expect(202).json();
+    let a: Operation = c
+        .post(
+            "/v1/deployments",
+            &n.request("wikijs-integration", "wiki-a"),
+        )
+        .await
+        .expect(202)
+        .json();
+    let b: Operation = c
+        .post(
+            "/v1/deployments",
+            &n.request("wikijs-integration", "wiki-b"),
+        )
+        .await
+        .expect(202)
+        .json();
     let a = finish(&c, &a.id, Duration::from_secs(240)).await;
     let b = finish(&c, &b.id, Duration::from_secs(240)).await;
     assert_eq!(a.status, OpStatus::Succeeded, "{}", log_of(&c, &a.id).await);
@@ -446,14 +670,21 @@ async fn root_wikijs_and_parallel_deploys_get_distinct_vmids() {
     vmids.sort();
     assert_eq!(vmids, vec![130, 131]);
     for d in &list {
-        let live: Deployment = c.get(&format!("/v1/deployments/{}", d.name)).await.expect(200).json();
+        let live: Deployment = c
+            .get(&format!("/v1/deployments/{}", d.name))
+            .await
+            .expect(200)
+            .json();
         assert_eq!(live.health.status, HealthStatus::Degraded, "{live:?}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_failures_at_each_step_leave_nothing() {
-    if !root_tier("root_failures_at_each_step_leave_nothing", "containers need root") {
+    if !root_tier(
+        "root_failures_at_each_step_leave_nothing",
+        "containers need root",
+    ) {
         return;
     }
     let n = Node::up("sbxdep2", "10.213.83.0/24");
@@ -462,13 +693,32 @@ async fn root_failures_at_each_step_leave_nothing() {
     let (op, log) = deploy(&c, &n.request("netbox-agent", "warmup")).await;
     assert_eq!(op.status, OpStatus::Succeeded, "{log}");
     let op: Operation = c.delete("/v1/deployments/warmup").await.expect(202).json();
-    assert_eq!(finish(&c, &op.id, Duration::from_secs(60)).await.status, OpStatus::Succeeded);
+    assert_eq!(
+        finish(&c, &op.id, Duration::from_secs(60)).await.status,
+        OpStatus::Succeeded
+    );
 
     let cases: &[(&str, &[&str], &str)] = &[
-        ("create", &["pct create fail 255 unable to create CT 140 - disk full"], "step 'create container' failed"),
-        ("start", &["pct start fail 255 startup for container '140' failed"], "step 'start container' failed"),
-        ("push", &["pct push fail 255 failed to push file"], "step 'install service' failed"),
-        ("unit", &["pct exec fail 1 Failed to start netbox-agent.service"], "step 'install service' failed"),
+        (
+            "create",
+            &["pct create fail 255 unable to create CT 140 - disk full"],
+            "step 'create container' failed",
+        ),
+        (
+            "start",
+            &["pct start fail 255 startup for container '140' failed"],
+            "step 'start container' failed",
+        ),
+        (
+            "push",
+            &["pct push fail 255 failed to push file"],
+            "step 'install service' failed",
+        ),
+        (
+            "exec",
+            &["pct exec fail 255 lxc-attach: failed to attach"],
+            "step 'install service' failed",
+        ),
     ];
     for (what, rules, expect) in cases {
         n.faults(rules);
@@ -476,25 +726,64 @@ async fn root_failures_at_each_step_leave_nothing() {
         assert_eq!(op.status, OpStatus::Failed, "{what}: {log}");
         let msg = op.error.map(|e| e.message).unwrap_or_default();
         assert!(msg.contains(expect), "{what}: {msg}");
-        assert!(n.vmids().is_empty(), "{what}: containers left: {:?}\n{log}", n.vmids());
+        assert!(
+            n.vmids().is_empty(),
+            "{what}: containers left: {:?}\n{log}",
+            n.vmids()
+        );
         assert!(log.contains("compensation done"), "{what}: {log}");
     }
     n.faults(&[]);
-    // No lease: a bridge without DHCP (static range outside dnsmasq is not
-    // possible here), so inject a hang-free failure: interfaces never show
-    // an address because the container's network is down.
-    let mut req = n.request("netbox-agent", "f-lease");
-    req["overrides"]["ip"] = json!("dhcp");
-    n.faults(&["pvesh get fail 255 no interfaces"]);
-    let (op, log) = deploy(&c, &req).await;
-    n.faults(&[]);
-    assert_eq!(op.status, OpStatus::Failed, "{log}");
-    assert!(op.error.as_ref().is_some_and(|e| e.message.contains("no IPv4 lease on bridge 'sbxdep2'") || e.message.contains("allocate vmid")), "{op:?}");
-    assert!(n.vmids().is_empty(), "{log}");
-    // Health timeout: the probe's port is never served (an app override).
     let apps = n.daemon.config.apps.dir.clone();
     std::fs::create_dir_all(&apps).expect("apps.d");
-    let m = include_str!("../../src/apps/builtin/netbox-agent.toml")
+    let builtin = include_str!("../../src/apps/builtin/netbox-agent.toml");
+    // Unit start: the unit points at a config file that does not exist, so
+    // the agent exits 78 and `systemctl enable --now` fails.
+    let m = builtin
+        .replace("name = \"netbox-agent\"", "name = \"nb-badunit\"")
+        .replace(
+            "--config /etc/netbox-agent/config.toml",
+            "--config /etc/netbox-agent/missing.toml",
+        );
+    std::fs::write(apps.join("nb-badunit.toml"), m).expect("manifest");
+    let mut req = n.request("netbox-agent", "f-unit");
+    req["app"] = json!("nb-badunit");
+    let (op, log) = deploy(&c, &req).await;
+    assert_eq!(op.status, OpStatus::Failed, "{log}");
+    let msg = op.error.map(|e| e.message).unwrap_or_default();
+    assert!(
+        msg.contains("step 'start service' failed")
+            && msg.contains("systemctl enable --now netbox-agent.service"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("last log lines of netbox-agent.service"),
+        "{msg}"
+    );
+    assert!(n.vmids().is_empty(), "{log}");
+    // No lease: the bridge's DHCP server is gone.
+    let pid: i32 = std::fs::read_to_string(n.node.path("run/dnsmasq.pid"))
+        .expect("dnsmasq pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("stop dnsmasq");
+    let (op, log) = deploy(&c, &n.request("netbox-agent", "f-lease")).await;
+    assert_eq!(op.status, OpStatus::Failed, "{log}");
+    let msg = op.error.map(|e| e.message).unwrap_or_default();
+    assert!(
+        msg.contains("step 'wait for IPv4 lease' failed")
+            && msg.contains("no IPv4 lease on bridge 'sbxdep2' within 20s"),
+        "{msg}"
+    );
+    assert!(n.vmids().is_empty(), "{log}");
+    n.node.admin("up");
+    // Health timeout: the probe's port is never served (an app override).
+    let m = builtin
         .replace("name = \"netbox-agent\"", "name = \"nb-sick\"")
         .replace("port = 8080\npath", "port = 8081\npath")
         .replace("timeout_s = 60", "timeout_s = 3");
@@ -503,15 +792,24 @@ async fn root_failures_at_each_step_leave_nothing() {
     req["app"] = json!("nb-sick");
     let (op, log) = deploy(&c, &req).await;
     assert_eq!(op.status, OpStatus::Failed, "{log}");
-    assert!(op.error.as_ref().is_some_and(|e| e.message.contains("step 'health gate' failed")), "{op:?}");
+    assert!(
+        op.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("step 'health gate' failed")),
+        "{op:?}"
+    );
     assert!(log.contains("health probe 1"), "{log}");
     assert!(n.vmids().is_empty(), "{log}");
     // Every vmid is free again: the next deploy gets 140.
-    let plan: Plan = c.post("/v1/deployments", &{
-        let mut r = n.request("netbox-agent", "again");
-        r["dry_run"] = json!(true);
-        r
-    }).await.expect(200).json();
+    let plan: Plan = c
+        .post("/v1/deployments", &{
+            let mut r = n.request("netbox-agent", "again");
+            r["dry_run"] = json!(true);
+            r
+        })
+        .await
+        .expect(200)
+        .json();
     assert_eq!(plan.vmid, 140);
 }
 
@@ -536,19 +834,57 @@ async fn root_adopt_a_hand_made_container() {
     pveam(&["download", "local", support::TEMPLATE]);
     // As the original 1-line-deploy script made it: hostname and tags.
     let out = n.pct(&[
-        "create", "150", &format!("local:vztmpl/{}", support::TEMPLATE), "--hostname", "netbox-agent",
-        "--tags", "1ld;netbox-agent", "--rootfs", "local-lvm:2", "--unprivileged", "1",
-        "--net0", &format!("name=eth0,bridge={},ip=dhcp", n.bridge),
+        "create",
+        "150",
+        &format!("local:vztmpl/{}", support::TEMPLATE),
+        "--hostname",
+        "netbox-agent",
+        "--tags",
+        "1ld;netbox-agent",
+        "--rootfs",
+        "local-lvm:2",
+        "--unprivileged",
+        "1",
+        "--net0",
+        &format!("name=eth0,bridge={},ip=dhcp", n.bridge),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let un: Vec<UnmanagedContainer> = c.get("/v1/deployments/unmanaged").await.expect(200).json();
     assert_eq!(un.len(), 1);
     assert_eq!(un[0].vmid, 150);
-    let (_, msg) = c.post("/v1/deployments/adopt", &json!({"vmid": 150, "app": "wikijs-integration"})).await.expect(400).error();
-    assert!(msg.contains("does not look like wikijs-integration"), "{msg}");
-    let op: Operation = c.post("/v1/deployments/adopt", &json!({"vmid": 150, "app": "netbox-agent"})).await.expect(202).json();
-    assert_eq!(finish(&c, &op.id, Duration::from_secs(30)).await.status, OpStatus::Succeeded);
-    let d: Deployment = c.get("/v1/deployments/netbox-agent").await.expect(200).json();
+    let (_, msg) = c
+        .post(
+            "/v1/deployments/adopt",
+            &json!({"vmid": 150, "app": "wikijs-integration"}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("does not look like wikijs-integration"),
+        "{msg}"
+    );
+    let op: Operation = c
+        .post(
+            "/v1/deployments/adopt",
+            &json!({"vmid": 150, "app": "netbox-agent"}),
+        )
+        .await
+        .expect(202)
+        .json();
+    assert_eq!(
+        finish(&c, &op.id, Duration::from_secs(30)).await.status,
+        OpStatus::Succeeded
+    );
+    let d: Deployment = c
+        .get("/v1/deployments/netbox-agent")
+        .await
+        .expect(200)
+        .json();
     assert!(d.adopted);
     assert_eq!(d.vmid, 150);
     assert_eq!(d.resources.disk, 2);

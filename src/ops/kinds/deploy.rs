@@ -59,7 +59,9 @@ pub struct Deploy {
 
 impl std::fmt::Debug for Deploy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deploy").field("payload", &self.payload).finish_non_exhaustive()
+        f.debug_struct("Deploy")
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,13 @@ impl Deploy {
         }
     }
 
-    async fn allocate(&self, ctx: &OpCtx, env: &Env, spec: &DeploySpec, taken: &BTreeSet<u32>) -> Result<u32, Error> {
+    async fn allocate(
+        &self,
+        ctx: &OpCtx,
+        env: &Env,
+        spec: &DeploySpec,
+        taken: &BTreeSet<u32>,
+    ) -> Result<u32, Error> {
         let id = ctx.id();
         let vmid = match spec.fixed_vmid {
             Some(v) => {
@@ -115,7 +123,12 @@ impl Deploy {
         Ok(vmid)
     }
 
-    async fn ensure_template(&self, ctx: &OpCtx, pve: &Pve, spec: &DeploySpec) -> Result<String, Error> {
+    async fn ensure_template(
+        &self,
+        ctx: &OpCtx,
+        pve: &Pve,
+        spec: &DeploySpec,
+    ) -> Result<String, Error> {
         let Some((storage, file)) = &spec.template.download else {
             ctx.log(&format!("template {} is present", spec.template.volid));
             return Ok(spec.template.volid.clone());
@@ -130,8 +143,14 @@ impl Deploy {
             return Ok(v.clone());
         }
         ctx.log("running `pveam update`");
-        ctx.until_cancelled(async { Ok(pve.pveam_update().await?) }).await?;
-        let names: Vec<String> = pve.pveam_available(Some("system")).await?.into_iter().map(|t| t.name).collect();
+        ctx.until_cancelled(async { Ok(pve.pveam_update().await?) })
+            .await?;
+        let names: Vec<String> = pve
+            .pveam_available(Some("system"))
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         let file = crate::deploy::spec::newest_file(&names, family).cloned().ok_or_else(|| {
             Error::not_found(format!("no template of family '{family}' in the appliance index (pveam available --section system)"))
         })?;
@@ -140,14 +159,26 @@ impl Deploy {
             .until_cancelled(async { Ok(pve.pveam_download(storage, &file).await?) })
             .await?;
         // `pveam download` can exit 0 on failure: check the file is listed.
-        if !pve.pveam_list(storage).await?.iter().any(|t| t.volid == volid) {
+        if !pve
+            .pveam_list(storage)
+            .await?
+            .iter()
+            .any(|t| t.volid == volid)
+        {
             return Err(Error::dependency_down(format!("`pveam download {storage} {file}` reported success but {volid} is not listed by `pveam list {storage}`")));
         }
         ctx.log(&format!("downloaded {volid}"));
         Ok(volid)
     }
 
-    async fn wait_lease(&self, ctx: &OpCtx, pve: &Pve, env: &Env, spec: &DeploySpec, vmid: u32) -> Result<std::net::Ipv4Addr, Error> {
+    async fn wait_lease(
+        &self,
+        ctx: &OpCtx,
+        pve: &Pve,
+        env: &Env,
+        spec: &DeploySpec,
+        vmid: u32,
+    ) -> Result<std::net::Ipv4Addr, Error> {
         if let Ok(cidr) = spec.resources.ip.parse::<crate::pve::types::Ipv4Cidr>() {
             ctx.log(&format!("static address {cidr}"));
             return Ok(cidr.addr);
@@ -158,7 +189,10 @@ impl Deploy {
             ctx.checkpoint()?;
             if let Ok(ifs) = pve.ct_interfaces(vmid).await {
                 if let Some(ip) = net::ipv4_of(&ifs) {
-                    ctx.log(&format!("IPv4 lease {ip} after {:.1}s", start.elapsed().as_secs_f32()));
+                    ctx.log(&format!(
+                        "IPv4 lease {ip} after {:.1}s",
+                        start.elapsed().as_secs_f32()
+                    ));
                     return Ok(ip);
                 }
             }
@@ -174,7 +208,9 @@ impl Deploy {
 
     async fn run_steps(&self, ctx: &OpCtx) -> Result<(), Error> {
         let Some((env, spec)) = &self.run else {
-            return Err(Error::internal("a deploy rebuilt after a restart cannot run"));
+            return Err(Error::internal(
+                "a deploy rebuilt after a restart cannot run",
+            ));
         };
         let pve = ctx.pve()?;
         let n = u32::try_from(STEPS.len()).unwrap_or(10);
@@ -186,18 +222,36 @@ impl Deploy {
             env.secrets.redactor().add(v);
         }
         if env.store.get_deployment(&spec.name)?.is_some() {
-            return Err(Error::conflict(format!("a deployment called '{}' exists now", spec.name)));
+            return Err(Error::conflict(format!(
+                "a deployment called '{}' exists now",
+                spec.name
+            )));
         }
-        ctx.log(&format!("app {} {}, deployment '{}', config {}", spec.app, spec.app_version, spec.name, spec.config_hash));
+        ctx.log(&format!(
+            "app {} {}, deployment '{}', config {}",
+            spec.app, spec.app_version, spec.name, spec.config_hash
+        ));
         ctx.checkpoint()?;
 
         ctx.step(2, n, step(2));
-        let mut taken: BTreeSet<u32> = pve.cluster_vmids().await.map_err(|e| wrap(2)(e.into()))?.into_iter().map(|(v, _)| v).collect();
-        let mut vmid = self.allocate(ctx, env, spec, &taken).await.map_err(wrap(2))?;
+        let mut taken: BTreeSet<u32> = pve
+            .cluster_vmids()
+            .await
+            .map_err(|e| wrap(2)(e.into()))?
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        let mut vmid = self
+            .allocate(ctx, env, spec, &taken)
+            .await
+            .map_err(wrap(2))?;
         ctx.checkpoint()?;
 
         ctx.step(3, n, step(3));
-        let volid = self.ensure_template(ctx, pve, spec).await.map_err(wrap(3))?;
+        let volid = self
+            .ensure_template(ctx, pve, spec)
+            .await
+            .map_err(wrap(3))?;
         ctx.checkpoint()?;
 
         ctx.step(4, n, step(4));
@@ -206,16 +260,30 @@ impl Deploy {
             let mut create = spec.create_spec(vmid, &ctx.id());
             create.ostemplate = volid.clone();
             if let Ok(argv) = create.to_argv(pve.major()) {
-                ctx.log(&format!("{}", argv.join(" ")));
+                ctx.log(&argv.join(" "));
             }
-            match ctx.until_cancelled(async { Ok(pve.pct_create(&create).await?) }).await {
+            match ctx
+                .until_cancelled(async { Ok(pve.pct_create(&create).await?) })
+                .await
+            {
                 Ok(()) => break,
-                Err(e) if attempt < CREATE_ATTEMPTS && spec.fixed_vmid.is_none() && e.kind == crate::error::ErrorKind::Conflict && e.message.contains("already exists") => {
-                    ctx.log(&format!("vmid {vmid} was taken meanwhile ({}); allocating another", e.message));
+                Err(e)
+                    if attempt < CREATE_ATTEMPTS
+                        && spec.fixed_vmid.is_none()
+                        && e.kind == crate::error::ErrorKind::Conflict
+                        && e.message.contains("already exists") =>
+                {
+                    ctx.log(&format!(
+                        "vmid {vmid} was taken meanwhile ({}); allocating another",
+                        e.message
+                    ));
                     env.store.release_vmid(vmid, &ctx.id())?;
                     taken.insert(vmid);
                     self.record_vmid(ctx, None);
-                    vmid = self.allocate(ctx, env, spec, &taken).await.map_err(wrap(4))?;
+                    vmid = self
+                        .allocate(ctx, env, spec, &taken)
+                        .await
+                        .map_err(wrap(4))?;
                     attempt += 1;
                 }
                 Err(e) => return Err(wrap(4)(e)),
@@ -225,16 +293,24 @@ impl Deploy {
         ctx.checkpoint()?;
 
         ctx.step(5, n, step(5));
-        ctx.until_cancelled(async { Ok(pve.pct_start(vmid).await?) }).await.map_err(wrap(5))?;
+        ctx.until_cancelled(async { Ok(pve.pct_start(vmid).await?) })
+            .await
+            .map_err(wrap(5))?;
         ctx.checkpoint()?;
 
         ctx.step(6, n, step(6));
-        let ip = self.wait_lease(ctx, pve, env, spec, vmid).await.map_err(wrap(6))?;
+        let ip = self
+            .wait_lease(ctx, pve, env, spec, vmid)
+            .await
+            .map_err(wrap(6))?;
 
         ctx.step(7, n, step(7));
-        let staging = install::Staging::new(&env.staging_dir, &ctx.id()).map_err(|e| wrap(7)(e.into()))?;
+        let staging =
+            install::Staging::new(&env.staging_dir, &ctx.id()).map_err(|e| wrap(7)(e.into()))?;
         let log = |l: &str| ctx.log(l);
-        install::ensure_user(pve, vmid, &spec.user).await.map_err(|e| wrap(7)(e.into()))?;
+        install::ensure_user(pve, vmid, &spec.user)
+            .await
+            .map_err(|e| wrap(7)(e.into()))?;
         ctx.log(&format!("service user {}", spec.user));
         install::push_files(pve, vmid, &spec.dirs, &spec.files, &staging, &log)
             .await
@@ -243,7 +319,9 @@ impl Deploy {
         ctx.checkpoint()?;
 
         ctx.step(8, n, step(8));
-        install::start_unit(pve, vmid, &spec.unit).await.map_err(|e| wrap(8)(e.into()))?;
+        install::start_unit(pve, vmid, &spec.unit)
+            .await
+            .map_err(|e| wrap(8)(e.into()))?;
         ctx.log(&format!("{} enabled and started", spec.unit));
         ctx.checkpoint()?;
 
@@ -251,7 +329,10 @@ impl Deploy {
         let health = match probe::gate(&spec.health, pve, vmid, Some(ip), |l| ctx.log(l)).await {
             Ok(r) => {
                 if r.status == crate::api::HealthStatus::Degraded {
-                    ctx.log(&format!("warning: the service is degraded ({}); the app's manifest accepts that", r.detail));
+                    ctx.log(&format!(
+                        "warning: the service is degraded ({}); the app's manifest accepts that",
+                        r.detail
+                    ));
                 }
                 r
             }
@@ -260,7 +341,12 @@ impl Deploy {
                     step(9),
                     Error::dependency_down(format!(
                         "not {} within {}s; last probe: {:?}: {}",
-                        spec.health.accept.iter().map(|a| format!("{a:?}").to_lowercase()).collect::<Vec<_>>().join(" or "),
+                        spec.health
+                            .accept
+                            .iter()
+                            .map(|a| format!("{a:?}").to_lowercase())
+                            .collect::<Vec<_>>()
+                            .join(" or "),
                         spec.health.timeout_s,
                         r.status,
                         r.detail
@@ -303,7 +389,10 @@ impl Deploy {
         };
         env.store.insert_deployment(&rec)?;
         env.store.release_vmids(&ctx.id())?;
-        ctx.log(&format!("deployment '{}' recorded: CT {vmid} at {ip}, {:?}", spec.name, health.status));
+        ctx.log(&format!(
+            "deployment '{}' recorded: CT {vmid} at {ip}, {:?}",
+            spec.name, health.status
+        ));
         env.events.publish(
             EventType::Lifecycle,
             serde_json::json!({"action": "deployed", "deployment": spec.name, "app": spec.app,
@@ -337,9 +426,14 @@ impl Deploy {
             }
             Err(e) => return Err(e.into()),
         };
-        let ours = cfg.description.as_deref().is_some_and(|d| d.contains(&op_marker(&ctx.id())));
+        let ours = cfg
+            .description
+            .as_deref()
+            .is_some_and(|d| d.contains(&op_marker(&ctx.id())));
         if !ours {
-            ctx.log(&format!("CT {vmid} was not created by this operation; leaving it alone"));
+            ctx.log(&format!(
+                "CT {vmid} was not created by this operation; leaving it alone"
+            ));
             return Ok(());
         }
         if p.keep_on_failure {

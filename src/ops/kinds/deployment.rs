@@ -157,7 +157,9 @@ impl DeploymentOp {
         ctx.step(2, 2, "start container");
         match ctx.pve()?.pct_start(self.vmid).await {
             Ok(()) => ctx.log(&format!("started CT {}", self.vmid)),
-            Err(PveError::AlreadyRunning { .. }) => ctx.log(&format!("CT {} is already running", self.vmid)),
+            Err(PveError::AlreadyRunning { .. }) => {
+                ctx.log(&format!("CT {} is already running", self.vmid))
+            }
             Err(e) => return Err(step_error("start container", e.into())),
         }
         self.event("deployment_started");
@@ -171,7 +173,9 @@ impl DeploymentOp {
         ctx.step(2, 2, "stop container");
         match ctx.pve()?.pct_shutdown(self.vmid, Some(30), true).await {
             Ok(()) => ctx.log(&format!("stopped CT {}", self.vmid)),
-            Err(PveError::NotRunning { .. }) => ctx.log(&format!("CT {} is not running", self.vmid)),
+            Err(PveError::NotRunning { .. }) => {
+                ctx.log(&format!("CT {} is not running", self.vmid))
+            }
             Err(e) => return Err(step_error("stop container", e.into())),
         }
         self.event("deployment_stopped");
@@ -186,7 +190,9 @@ impl DeploymentOp {
         match pve.pct_reboot(self.vmid, Some(60)).await {
             Ok(()) => ctx.log(&format!("rebooted CT {}", self.vmid)),
             Err(PveError::NotRunning { .. }) => {
-                pve.pct_start(self.vmid).await.map_err(|e| step_error("restart container", e.into()))?;
+                pve.pct_start(self.vmid)
+                    .await
+                    .map_err(|e| step_error("restart container", e.into()))?;
                 ctx.log(&format!("CT {} was stopped; started it", self.vmid));
             }
             Err(e) => return Err(step_error("restart container", e.into())),
@@ -212,14 +218,23 @@ impl DeploymentOp {
             destroy_unreferenced_disks: true,
         };
         match pve.pct_destroy(self.vmid, opts).await {
-            Ok(()) => ctx.log(&format!("destroyed CT {}{}", self.vmid, if purge { " (purged from jobs)" } else { "" })),
-            Err(PveError::NotFound { .. }) => ctx.log(&format!("CT {} was already gone", self.vmid)),
+            Ok(()) => ctx.log(&format!(
+                "destroyed CT {}{}",
+                self.vmid,
+                if purge { " (purged from jobs)" } else { "" }
+            )),
+            Err(PveError::NotFound { .. }) => {
+                ctx.log(&format!("CT {} was already gone", self.vmid))
+            }
             Err(e) => return Err(step_error("destroy container", e.into())),
         }
         ctx.step(3, 3, "forget deployment");
         env.store.delete_deployment(&self.name)?;
         env.secrets.remove_deployment(&self.name)?;
-        ctx.log(&format!("deployment '{}' and its secrets removed; backups are kept", self.name));
+        ctx.log(&format!(
+            "deployment '{}' and its secrets removed; backups are kept",
+            self.name
+        ));
         self.event("deployment_destroyed");
         Ok(())
     }
@@ -228,13 +243,22 @@ impl DeploymentOp {
         let env = self.env()?;
         ctx.step(1, 1, "record deployment");
         if env.store.get_deployment(&rec.name)?.is_some() {
-            return Err(Error::conflict(format!("a deployment called '{}' exists now", rec.name)));
+            return Err(Error::conflict(format!(
+                "a deployment called '{}' exists now",
+                rec.name
+            )));
         }
         if env.store.deployment_by_vmid(rec.vmid)?.is_some() {
-            return Err(Error::conflict(format!("CT {} is already a deployment", rec.vmid)));
+            return Err(Error::conflict(format!(
+                "CT {} is already a deployment",
+                rec.vmid
+            )));
         }
         env.store.insert_deployment(rec)?;
-        ctx.log(&format!("CT {} recorded as deployment '{}' of {} (nothing installed)", rec.vmid, rec.name, rec.app));
+        ctx.log(&format!(
+            "CT {} recorded as deployment '{}' of {} (nothing installed)",
+            rec.vmid, rec.name, rec.app
+        ));
         self.event("deployment_adopted");
         Ok(())
     }
@@ -260,7 +284,9 @@ impl DeploymentOp {
             if let Ok(argv) = set.to_argv(self.vmid, pve.major()) {
                 ctx.log(&argv.join(" "));
             }
-            pve.pct_set(self.vmid, set).await.map_err(|e| step_error("set resources", e.into()))?;
+            pve.pct_set(self.vmid, set)
+                .await
+                .map_err(|e| step_error("set resources", e.into()))?;
         } else {
             ctx.log("resources unchanged");
         }
@@ -270,18 +296,30 @@ impl DeploymentOp {
                 env.secrets.redactor().add(v);
             }
             ctx.step(2, 4, "push configuration");
-            let staging = install::Staging::new(&env.staging_dir, &ctx.id()).map_err(|e| step_error("push configuration", e.into()))?;
+            let staging = install::Staging::new(&env.staging_dir, &ctx.id())
+                .map_err(|e| step_error("push configuration", e.into()))?;
             self.mark_pushed(ctx, APPLY);
             let log = |l: &str| ctx.log(l);
-            let changed: Vec<RenderedFile> = files.iter().filter(|f| !plan.old_files.contains(f)).cloned().collect();
+            let changed: Vec<RenderedFile> = files
+                .iter()
+                .filter(|f| !plan.old_files.contains(f))
+                .cloned()
+                .collect();
             install::push_files(pve, self.vmid, &[], &changed, &staging, &log)
                 .await
                 .map_err(|e| step_error("push configuration", e.into()))?;
             drop(staging);
             ctx.step(3, 4, "restart service");
-            install::restart_unit(pve, self.vmid, &plan.unit).await.map_err(|e| step_error("restart service", e.into()))?;
+            install::restart_unit(pve, self.vmid, &plan.unit)
+                .await
+                .map_err(|e| step_error("restart service", e.into()))?;
             ctx.step(4, 4, "health gate");
-            let ip = match pve.ct_interfaces(self.vmid).await.ok().and_then(|i| net::ipv4_of(&i)) {
+            let ip = match pve
+                .ct_interfaces(self.vmid)
+                .await
+                .ok()
+                .and_then(|i| net::ipv4_of(&i))
+            {
                 Some(ip) => Some(ip),
                 None => rec.ip.as_deref().and_then(|s| s.parse().ok()),
             };
@@ -290,7 +328,10 @@ impl DeploymentOp {
                 Err(r) => {
                     return Err(step_error(
                         "health gate",
-                        Error::dependency_down(format!("not healthy within {}s after the change; last probe: {:?}: {}", plan.health.timeout_s, r.status, r.detail)),
+                        Error::dependency_down(format!(
+                            "not healthy within {}s after the change; last probe: {:?}: {}",
+                            plan.health.timeout_s, r.status, r.detail
+                        )),
                     ))
                 }
             }
@@ -320,7 +361,10 @@ impl DeploymentOp {
         }
         rec.updated_ms = now;
         env.store.update_deployment(&rec)?;
-        ctx.log(&format!("deployment '{}' converged (config {})", self.name, rec.config_hash));
+        ctx.log(&format!(
+            "deployment '{}' converged (config {})",
+            self.name, rec.config_hash
+        ));
         self.event("deployment_applied");
         Ok(())
     }
@@ -330,7 +374,9 @@ impl DeploymentOp {
             ctx.log("nothing to undo");
             return Ok(());
         };
-        let pushed = serde_json::from_value::<Payload>(ctx.payload()).map(|p| p.pushed).unwrap_or(false);
+        let pushed = serde_json::from_value::<Payload>(ctx.payload())
+            .map(|p| p.pushed)
+            .unwrap_or(false);
         if !pushed {
             ctx.log("no file was changed in the container");
             return Ok(());

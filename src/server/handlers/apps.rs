@@ -45,10 +45,16 @@ pub async fn list_apps(State(ctx): State<Arc<Ctx>>) -> Json<AppCatalog> {
         (status = 404, description = "No such app", body = crate::api::ApiErrorBody),
     )
 )]
-pub async fn get_app(State(ctx): State<Arc<Ctx>>, ApiPath(name): ApiPath<String>) -> Result<Json<AppInfo>, Error> {
+pub async fn get_app(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<AppInfo>, Error> {
     let c = catalog(&ctx);
     c.get(&name).map(|a| Json(a.info())).ok_or_else(|| {
         let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-        Error::not_found(format!("no app called '{shown}'; known apps: {}", c.names().join(", ")))
+        Error::not_found(format!(
+            "no app called '{shown}'; known apps: {}",
+            c.names().join(", ")
+        ))
     })
 }

@@ -45,20 +45,27 @@ fn env(ctx: &Ctx) -> Env {
 
 fn pve(ctx: &Ctx) -> Result<&Pve, Error> {
     ctx.app.pve.as_ref().ok_or_else(|| {
-        Error::dependency_down("the Proxmox tools were not found at startup; check `[pve] bin_dir` and restart 1ldd")
+        Error::dependency_down(
+            "the Proxmox tools were not found at startup; check `[pve] bin_dir` and restart 1ldd",
+        )
     })
 }
 
 async fn submit(ctx: &Ctx, task: Box<dyn OpTask>, caller: Caller) -> Result<Response, Error> {
     let op = ctx.app.ops.submit(task, caller.requestor).await?;
     let location = format!("/v1/operations/{}", op.id);
-    Ok(with_location((StatusCode::ACCEPTED, Json(op)).into_response(), &location))
+    Ok(with_location(
+        (StatusCode::ACCEPTED, Json(op)).into_response(),
+        &location,
+    ))
 }
 
 fn record(ctx: &Ctx, name: &str) -> Result<DeploymentRecord, Error> {
     ctx.app.store.get_deployment(name)?.ok_or_else(|| {
         let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
-        Error::not_found(format!("no deployment called '{shown}' (GET /v1/deployments lists them)"))
+        Error::not_found(format!(
+            "no deployment called '{shown}' (GET /v1/deployments lists them)"
+        ))
     })
 }
 
@@ -153,7 +160,10 @@ pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<De
         (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
     )
 )]
-pub async fn get_deployment(State(ctx): State<Arc<Ctx>>, ApiPath(name): ApiPath<String>) -> Result<Json<Deployment>, Error> {
+pub async fn get_deployment(
+    State(ctx): State<Arc<Ctx>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Deployment>, Error> {
     let rec = record(&ctx, &name)?;
     Ok(Json(match &ctx.app.pve {
         Some(p) => view::live(p, &ctx.app.store, &env(&ctx).catalog(), rec).await,
@@ -161,10 +171,20 @@ pub async fn get_deployment(State(ctx): State<Arc<Ctx>>, ApiPath(name): ApiPath<
     }))
 }
 
-async fn lifecycle(ctx: &Ctx, caller: Caller, name: &str, action: Action) -> Result<Response, Error> {
+async fn lifecycle(
+    ctx: &Ctx,
+    caller: Caller,
+    name: &str,
+    action: Action,
+) -> Result<Response, Error> {
     pve(ctx)?;
     let rec = record(ctx, name)?;
-    submit(ctx, Box::new(DeploymentOp::new(env(ctx), &rec.name, rec.vmid, action)), caller).await
+    submit(
+        ctx,
+        Box::new(DeploymentOp::new(env(ctx), &rec.name, rec.vmid, action)),
+        caller,
+    )
+    .await
 }
 
 /// Starts the container; records the intended state `running`.
@@ -172,7 +192,11 @@ async fn lifecycle(ctx: &Ctx, caller: Caller, name: &str, action: Action) -> Res
     params(("name" = String, Path, description = "Deployment name")),
     responses((status = 202, description = "Started", body = Operation), (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
               (status = 409, description = "Another operation holds the container", body = crate::api::ApiErrorBody)))]
-pub async fn start_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiPath(name): ApiPath<String>) -> Result<Response, Error> {
+pub async fn start_deployment(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, Error> {
     lifecycle(&ctx, caller, &name, Action::Start).await
 }
 
@@ -182,7 +206,11 @@ pub async fn start_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiPa
     params(("name" = String, Path, description = "Deployment name")),
     responses((status = 202, description = "Stopping", body = Operation), (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
               (status = 409, description = "Another operation holds the container", body = crate::api::ApiErrorBody)))]
-pub async fn stop_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiPath(name): ApiPath<String>) -> Result<Response, Error> {
+pub async fn stop_deployment(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, Error> {
     lifecycle(&ctx, caller, &name, Action::Stop).await
 }
 
@@ -191,7 +219,11 @@ pub async fn stop_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiPat
     params(("name" = String, Path, description = "Deployment name")),
     responses((status = 202, description = "Restarting", body = Operation), (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
               (status = 409, description = "Another operation holds the container", body = crate::api::ApiErrorBody)))]
-pub async fn restart_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiPath(name): ApiPath<String>) -> Result<Response, Error> {
+pub async fn restart_deployment(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Response, Error> {
     lifecycle(&ctx, caller, &name, Action::Restart).await
 }
 
@@ -206,15 +238,27 @@ pub async fn delete_deployment(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, Error> {
-    lifecycle(&ctx, caller, &name, Action::Destroy { purge: q.purge.unwrap_or(false) }).await
+    lifecycle(
+        &ctx,
+        caller,
+        &name,
+        Action::Destroy {
+            purge: q.purge.unwrap_or(false),
+        },
+    )
+    .await
 }
 
 /// Containers tagged `1ld` that no deployment records (adopt them or remove the tag).
 #[utoipa::path(get, path = "/v1/deployments/unmanaged", tag = "deployments",
     responses((status = 200, description = "Unmanaged 1ld containers", body = Vec<UnmanagedContainer>),
               (status = 503, description = "The Proxmox tools are missing or failing", body = crate::api::ApiErrorBody)))]
-pub async fn list_unmanaged(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<UnmanagedContainer>>, Error> {
-    Ok(Json(crate::deploy::reconcile::unmanaged(pve(&ctx)?, &ctx.app.store).await?))
+pub async fn list_unmanaged(
+    State(ctx): State<Arc<Ctx>>,
+) -> Result<Json<Vec<UnmanagedContainer>>, Error> {
+    Ok(Json(
+        crate::deploy::reconcile::unmanaged(pve(&ctx)?, &ctx.app.store).await?,
+    ))
 }
 
 /// Records an existing container as a deployment, without reinstalling.
@@ -222,7 +266,11 @@ pub async fn list_unmanaged(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<Unma
     responses((status = 202, description = "Adopting", body = Operation),
               (status = 400, description = "Not adoptable (each reason named)", body = crate::api::ApiErrorBody),
               (status = 404, description = "No such container", body = crate::api::ApiErrorBody)))]
-pub async fn adopt_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiJson(req): ApiJson<AdoptRequest>) -> Result<Response, Error> {
+pub async fn adopt_deployment(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<AdoptRequest>,
+) -> Result<Response, Error> {
     let pve = pve(&ctx)?;
     let env = env(&ctx);
     let catalog = env.catalog();
@@ -234,10 +282,16 @@ pub async fn adopt_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiJs
     if let Some(p) = check_name(&name) {
         errs.push(FieldError::new("name", p));
     } else if env.store.get_deployment(&name)?.is_some() {
-        errs.push(FieldError::new("name", format!("a deployment called '{name}' exists; give another name")));
+        errs.push(FieldError::new(
+            "name",
+            format!("a deployment called '{name}' exists; give another name"),
+        ));
     }
     if let Some(d) = env.store.deployment_by_vmid(req.vmid)? {
-        errs.push(FieldError::new("vmid", format!("CT {} is already deployment '{}'", req.vmid, d.name)));
+        errs.push(FieldError::new(
+            "vmid",
+            format!("CT {} is already deployment '{}'", req.vmid, d.name),
+        ));
     }
     let a = &app.manifest.name;
     let tagged = cfg.tags.iter().any(|t| *t == format!("1ld-{a}") || t == a);
@@ -256,12 +310,25 @@ pub async fn adopt_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiJs
         cores: cfg.cores.unwrap_or(1),
         memory: u32::try_from(cfg.memory.unwrap_or(512)).unwrap_or(u32::MAX),
         swap: u32::try_from(cfg.swap.unwrap_or(512)).unwrap_or(u32::MAX),
-        disk: cfg.rootfs.as_ref().and_then(|r| r.size_bytes()).map_or(0, |b| u32::try_from(b >> 30).unwrap_or(u32::MAX)),
-        storage: cfg.rootfs.as_ref().and_then(|r| r.storage()).unwrap_or("").to_string(),
+        disk: cfg
+            .rootfs
+            .as_ref()
+            .and_then(|r| r.size_bytes())
+            .map_or(0, |b| u32::try_from(b >> 30).unwrap_or(u32::MAX)),
+        storage: cfg
+            .rootfs
+            .as_ref()
+            .and_then(|r| r.storage())
+            .unwrap_or("")
+            .to_string(),
         bridge: net0.and_then(|n| n.bridge.clone()).unwrap_or_default(),
-        ip: net0.and_then(|n| n.ip).map_or("dhcp".into(), |i| i.to_string()),
+        ip: net0
+            .and_then(|n| n.ip)
+            .map_or("dhcp".into(), |i| i.to_string()),
         gw: net0.and_then(|n| n.gw).map(|g| g.to_string()),
-        ip6: net0.and_then(|n| n.ip6).map_or("none".into(), |i| i.to_string()),
+        ip6: net0
+            .and_then(|n| n.ip6)
+            .map_or("none".into(), |i| i.to_string()),
         onboot: cfg.onboot,
     };
     let now = now_ms();
@@ -291,7 +358,17 @@ pub async fn adopt_deployment(State(ctx): State<Arc<Ctx>>, caller: Caller, ApiJs
         updated_ms: now,
         last_backup_ms: None,
     };
-    submit(&ctx, Box::new(DeploymentOp::new(env, &name, req.vmid, Action::Adopt(Box::new(rec)))), caller).await
+    submit(
+        &ctx,
+        Box::new(DeploymentOp::new(
+            env,
+            &name,
+            req.vmid,
+            Action::Adopt(Box::new(rec)),
+        )),
+        caller,
+    )
+    .await
 }
 
 /// Creates the deployment if it does not exist, else converges it to this
@@ -343,19 +420,40 @@ pub async fn put_deployment(
     let app = find_app(&catalog, &rec.app)?;
     let o = &req.overrides;
     if o.vmid.is_some_and(|v| v != rec.vmid) {
-        errs.push(FieldError::new("overrides.vmid", format!("the vmid ({}) cannot change", rec.vmid)));
+        errs.push(FieldError::new(
+            "overrides.vmid",
+            format!("the vmid ({}) cannot change", rec.vmid),
+        ));
     }
-    if o.storage.as_ref().is_some_and(|s| *s != rec.spec.resources.storage) {
-        errs.push(FieldError::new("overrides.storage", format!("the storage ({}) cannot change by apply", rec.spec.resources.storage)));
+    if o.storage
+        .as_ref()
+        .is_some_and(|s| *s != rec.spec.resources.storage)
+    {
+        errs.push(FieldError::new(
+            "overrides.storage",
+            format!(
+                "the storage ({}) cannot change by apply",
+                rec.spec.resources.storage
+            ),
+        ));
     }
     if o.disk.is_some_and(|d| d != rec.spec.resources.disk) {
-        errs.push(FieldError::new("overrides.disk", format!("the disk size ({} GiB) cannot change by apply in this version", rec.spec.resources.disk)));
+        errs.push(FieldError::new(
+            "overrides.disk",
+            format!(
+                "the disk size ({} GiB) cannot change by apply in this version",
+                rec.spec.resources.disk
+            ),
+        ));
     }
     let new_res = resources(&mut errs, &rec.spec.resources, o, None);
     if new_res.bridge != rec.spec.resources.bridge
         && !crate::deploy::net::bridges(&env.apps.sys_class_net).contains(&new_res.bridge)
     {
-        errs.push(FieldError::new("overrides.bridge", format!("bridge '{}' does not exist on this node", new_res.bridge)));
+        errs.push(FieldError::new(
+            "overrides.bridge",
+            format!("bridge '{}' does not exist on this node", new_res.bridge),
+        ));
     }
     let mut current_secrets = BTreeMap::new();
     for k in &rec.spec.secret_keys {
@@ -363,7 +461,12 @@ pub async fn put_deployment(
             current_secrets.insert(k.clone(), v);
         }
     }
-    let new = match resolve(&app.manifest.settings, &req.settings, &req.secrets, Some(&current_secrets)) {
+    let new = match resolve(
+        &app.manifest.settings,
+        &req.settings,
+        &req.secrets,
+        Some(&current_secrets),
+    ) {
         Ok(r) => Some(r),
         Err(e) => {
             errs.extend(e);
@@ -373,7 +476,13 @@ pub async fn put_deployment(
     let (Some(new), true) = (new, errs.is_empty()) else {
         return Err(field_errors(errs));
     };
-    let old = resolve(&app.manifest.settings, &rec.spec.settings, &BTreeMap::new(), Some(&current_secrets)).unwrap_or_default();
+    let old = resolve(
+        &app.manifest.settings,
+        &rec.spec.settings,
+        &BTreeMap::new(),
+        Some(&current_secrets),
+    )
+    .unwrap_or_default();
     let (files, hash) = render_files(&app, &name, &new, &env.apps.agents_dir);
     let (old_files, _) = render_files(&app, &name, &old, &env.apps.agents_dir);
     let mut changes = Vec::new();
@@ -385,25 +494,43 @@ pub async fn put_deployment(
         ("onboot", r0.onboot.to_string(), new_res.onboot.to_string()),
         ("bridge", r0.bridge.clone(), new_res.bridge.clone()),
         ("ip", r0.ip.clone(), new_res.ip.clone()),
-        ("gw", r0.gw.clone().unwrap_or_default(), new_res.gw.clone().unwrap_or_default()),
+        (
+            "gw",
+            r0.gw.clone().unwrap_or_default(),
+            new_res.gw.clone().unwrap_or_default(),
+        ),
         ("ip6", r0.ip6.clone(), new_res.ip6.clone()),
     ] {
         if from != to {
-            changes.push(Change { field: field.into(), from, to });
+            changes.push(Change {
+                field: field.into(),
+                from,
+                to,
+            });
         }
     }
     let new_public = new.public_json();
-    let keys: std::collections::BTreeSet<&String> = rec.spec.settings.keys().chain(new_public.keys()).collect();
+    let keys: std::collections::BTreeSet<&String> =
+        rec.spec.settings.keys().chain(new_public.keys()).collect();
     for k in keys {
         let (a, b) = (rec.spec.settings.get(k), new_public.get(k));
         if a != b {
-            let show = |v: Option<&serde_json::Value>| v.map_or("unset".to_string(), |v| v.to_string());
-            changes.push(Change { field: format!("settings.{k}"), from: show(a), to: show(b) });
+            let show =
+                |v: Option<&serde_json::Value>| v.map_or("unset".to_string(), |v| v.to_string());
+            changes.push(Change {
+                field: format!("settings.{k}"),
+                from: show(a),
+                to: show(b),
+            });
         }
     }
     for (k, v) in &new.secrets {
         if current_secrets.get(k) != Some(v) {
-            changes.push(Change { field: format!("secrets.{k}"), from: SECRET_MASK.into(), to: SECRET_MASK.into() });
+            changes.push(Change {
+                field: format!("secrets.{k}"),
+                from: SECRET_MASK.into(),
+                to: SECRET_MASK.into(),
+            });
         }
     }
     let set = set_spec(r0, &new_res);
@@ -420,7 +547,13 @@ pub async fn put_deployment(
         steps.push(format!("health gate ({})", app.manifest.probe_text()));
     }
     if req.dry_run {
-        return Ok(Json(ApplyPreview { name, create: None, changes, steps }).into_response());
+        return Ok(Json(ApplyPreview {
+            name,
+            create: None,
+            changes,
+            steps,
+        })
+        .into_response());
     }
     if set.is_none() && !config_changed && changes.is_empty() {
         return Ok(Json(view::to_api(&rec, ContainerState::Unknown)).into_response());
@@ -435,5 +568,15 @@ pub async fn put_deployment(
         unit: app.manifest.service.unit.clone(),
         health: app.manifest.health.clone(),
     };
-    submit(&ctx, Box::new(DeploymentOp::new(env, &name, rec.vmid, Action::Apply(Box::new(plan)))), caller).await
+    submit(
+        &ctx,
+        Box::new(DeploymentOp::new(
+            env,
+            &name,
+            rec.vmid,
+            Action::Apply(Box::new(plan)),
+        )),
+        caller,
+    )
+    .await
 }
