@@ -291,6 +291,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_third_party_example_loads() {
+        let doc = include_str!("../../docs/apps.md");
+        let start = doc.find("```toml\nname = \"hello-http\"").unwrap() + "```toml\n".len();
+        let end = start + doc[start..].find("\n```").unwrap();
+        let m = manifest::parse(&doc[start..=end]).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(m.name, "hello-http");
+        assert_eq!(m.tags(), vec!["1ld", "1ld-hello-http", "example"]);
+        assert_eq!(m.settings.len(), 6);
+    }
+
+    #[test]
     fn a_bad_user_file_is_reported_and_the_rest_load() {
         let d = tempfile::tempdir().unwrap();
         let good = include_str!("builtin/netbox-agent.toml")
