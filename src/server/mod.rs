@@ -148,9 +148,18 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
                 .put(deployments::put_deployment)
                 .delete(deployments::delete_deployment),
         )
-        .route("/deployments/{name}/start", post(deployments::start_deployment))
-        .route("/deployments/{name}/stop", post(deployments::stop_deployment))
-        .route("/deployments/{name}/restart", post(deployments::restart_deployment))
+        .route(
+            "/deployments/{name}/start",
+            post(deployments::start_deployment),
+        )
+        .route(
+            "/deployments/{name}/stop",
+            post(deployments::stop_deployment),
+        )
+        .route(
+            "/deployments/{name}/restart",
+            post(deployments::restart_deployment),
+        )
         .route("/events", get(events::get_events))
         .route("/openapi.json", get(openapi::get_openapi));
     Router::new()
