@@ -51,11 +51,12 @@ sandbox: deps sandbox-bin template
 
 sandbox-down:
 	@bash scripts/daemon-down.sh
+	@bash scripts/fakes-down.sh
 	@if [ -x $(SANDBOX_BIN)/pve-sandbox ]; then $(SANDBOX_BIN)/pve-sandbox down; \
 	 else echo "sandbox-down: no sandbox binary; nothing to do"; fi
 
 daemon-bin:
-	$(CARGO) build --release -p oneld --bin 1ldd
+	$(CARGO) build --release -p oneld --bins
 
 # The agent binaries deploys push into containers ([apps] agents_dir; tests,
 # the bench and the demo use target/release).
@@ -67,7 +68,7 @@ agents-bin:
 fakes-bin:
 	$(CARGO) build --release -p fake-upstreams
 
-demo: sandbox daemon-bin
+demo: sandbox daemon-bin agents-bin fakes-bin
 	@bash scripts/demo.sh
 
 lint: deps

@@ -14,6 +14,8 @@ cat > "$DEMO/1ld.toml" <<CONF
 state_dir = "$DEMO/state"
 [pve]
 bin_dir = "$TOP/target/sandbox/bin"
+[apps]
+agents_dir = "$TOP/target/release"
 CONF
 "$TOP/target/release/1ldd" --config "$DEMO/1ld.toml" --check-config >/dev/null
 if [ -f "$DEMO/1ldd.pid" ] && kill -0 "$(cat "$DEMO/1ldd.pid")" 2>/dev/null; then
