@@ -219,7 +219,7 @@ pub struct OpsArgs {
     /// Only this kind (template.download, deploy, ...).
     #[arg(long)]
     pub kind: Option<String>,
-    /// Only this target (ct/140, template/local/<file>).
+    /// Only this target (ct/140, template/local/FILE).
     #[arg(long)]
     pub target: Option<String>,
     /// At most this many (default 100, at most 1000).
