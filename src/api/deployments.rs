@@ -139,6 +139,39 @@ pub struct DeleteQuery {
     pub purge: Option<bool>,
 }
 
+/// Query of `GET /v1/deployments/{name}/logs`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// How many of the newest journal entries to send first; default
+    /// [`LOG_LINES_DEFAULT`], at most [`LOG_LINES_MAX`]; 0 with `follow`
+    /// sends only new entries.
+    pub lines: Option<u32>,
+    /// Keep the stream open and send new entries as they are written
+    /// (until the client disconnects, the container stops or the daemon
+    /// shuts down). Default false.
+    pub follow: Option<bool>,
+}
+
+/// Entries `GET /v1/deployments/{name}/logs` sends when `lines` is not given.
+pub const LOG_LINES_DEFAULT: u32 = 50;
+/// Most entries `lines` may ask for.
+pub const LOG_LINES_MAX: u32 = 10_000;
+
+/// One journal entry of the deployment's service, a line of
+/// `GET /v1/deployments/{name}/logs` (newline-delimited JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// When journald received it (RFC 3339 UTC, microseconds).
+    pub time: String,
+    /// The message, secrets replaced by `***`; invalid UTF-8 replaced.
+    pub line: String,
+    /// syslog priority (0 emerg … 7 debug), when the entry has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+}
+
 /// What a deploy would do: the answer to a dry run, and what the `deploy`
 /// operation follows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -12,8 +12,9 @@ pub mod deployments;
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
     Change, ContainerState, DeleteQuery, DeployRequest, Deployment, Drift, HealthStatus,
-    HealthSummary, IntendedState, Overrides, Plan, PlanFile, Resources, SettingInfo, SettingKind,
-    UnmanagedContainer, RESERVED_NAMES, SECRET_MASK,
+    HealthSummary, IntendedState, LogLine, LogsQuery, Overrides, Plan, PlanFile, Resources,
+    SettingInfo, SettingKind, UnmanagedContainer, LOG_LINES_DEFAULT, LOG_LINES_MAX, RESERVED_NAMES,
+    SECRET_MASK,
 };
 
 /// The API versions this daemon serves.
@@ -188,6 +189,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "host",
     "apps",
     "deployments",
+    "logs",
+    "event_history",
 ];
 
 /// `GET /v1/host`: the facts a client needs to validate a deploy.
@@ -323,4 +326,13 @@ pub struct EventsQuery {
     /// `backup`. Default: all of them.
     #[serde(rename = "type")]
     pub types: Option<String>,
+    /// Only events with a `seq` greater than this: the events the daemon
+    /// still holds in memory (the last 1024) are sent first, oldest first,
+    /// then (with `follow`) live ones, without gaps or duplicates. Without
+    /// `after` and with `follow`, only live events are sent; without
+    /// `follow`, `after` defaults to 0 (all held events).
+    pub after: Option<u64>,
+    /// Keep the stream open for live events (default true); false sends the
+    /// held events and ends.
+    pub follow: Option<bool>,
 }

@@ -146,11 +146,15 @@ pub enum Command {
         /// Operation id.
         id: String,
     },
-    /// The daemon's event stream, readable.
+    /// The daemon's recent events (the last 1024 it holds), readable; -f follows the live stream.
     Events {
-        /// Follow the live stream (until Ctrl-C).
+        /// Follow the live stream (until Ctrl-C) instead of listing the recent events.
         #[arg(short, long)]
         follow: bool,
+        /// Only events after this sequence number; with -f, the held ones
+        /// first, then live ones, without a gap (resume a stream).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
         /// Only these types (repeat or comma-separate).
         #[arg(short = 't', long = "type", value_enum, value_delimiter = ',')]
         types: Vec<EventKind>,

@@ -46,9 +46,13 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
         Command::Ops(a) => ops(c, out, &a).await,
         Command::Op { id, wait, log } => op(c, out, &id, wait, log).await,
         Command::Cancel { id } => cancel(c, out, &id).await,
-        Command::Events { follow, types } => {
+        Command::Events {
+            follow,
+            after,
+            types,
+        } => {
             let types: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
-            events(c, out, follow, &types).await
+            events(c, out, follow, after, &types).await
         }
         Command::Template {
             cmd:
@@ -252,20 +256,20 @@ async fn cancel(c: &Client, out: &Output, id: &str) -> Result<u8, ClientError> {
     Ok(EXIT_OK)
 }
 
-async fn events(c: &Client, out: &Output, follow: bool, types: &[&str]) -> Result<u8, ClientError> {
-    if !follow {
-        return Err(ClientError::Usage(
-            "1ldd keeps no event history to list yet; follow the live stream with \
-             `1ldctl events -f`"
-                .to_string(),
-        ));
-    }
-    let q = if types.is_empty() {
-        String::new()
-    } else {
-        format!("?type={}", types.join(","))
-    };
+async fn events(
+    c: &Client,
+    out: &Output,
+    follow: bool,
+    after: Option<u64>,
+    types: &[&str],
+) -> Result<u8, ClientError> {
+    let q = query(&[
+        ("type", (!types.is_empty()).then(|| types.join(","))),
+        ("after", after.map(|a| a.to_string())),
+        ("follow", (!follow).then(|| "false".to_string())),
+    ]);
     let mut lines = c.lines(&format!("/v1/events{q}")).await?;
+    let mut printed = 0usize;
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| ClientError::Protocol {
             what: "installing the Ctrl-C handler".into(),
@@ -277,14 +281,17 @@ async fn events(c: &Client, out: &Output, follow: bool, types: &[&str]) -> Resul
             _ = sigint.recv() => return Ok(EXIT_OK),
         };
         let Some(line) = line else {
-            if !out.json {
+            if follow && !out.json {
                 eprintln!("1ldctl: the event stream ended (the daemon stopped?)");
+            } else if printed == 0 && !out.json {
+                out.say("no recent events; follow the live stream with `1ldctl events -f`");
             }
             return Ok(EXIT_OK);
         };
         if line.trim().is_empty() {
             continue;
         }
+        printed += 1;
         if out.json {
             out.print(&format!("{line}\n"));
         } else {

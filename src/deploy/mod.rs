@@ -10,6 +10,7 @@
 //! - [`probe`]: health probes and the deploy gate;
 //! - [`drift`]: comparing a container with its recorded spec;
 //! - [`view`]: the API view of a deployment (live state, ip, health);
+//! - [`logs`]: the service's journal (`GET /v1/deployments/{name}/logs`);
 //! - [`reconcile`]: startup reconciliation and the periodic drift check;
 //! - [`net`]: bridges and leases.
 //!
@@ -26,6 +27,7 @@
 pub mod drift;
 pub mod facts;
 pub mod install;
+pub mod logs;
 pub mod net;
 pub mod probe;
 pub mod reconcile;

@@ -47,7 +47,7 @@ pub mod vzdump;
 
 pub use error::PveError;
 pub use parse::pveversion::PveVersion;
-pub use runner::{Output, RunOptions, Runner};
+pub use runner::{Line, LineStream, Output, RunOptions, Runner};
 
 /// A handle on the local PVE node's tools: the runner, the node's PVE version
 /// (what wrappers branch on) and its name (for `pvesh` paths).

@@ -349,6 +349,26 @@ pub fn check_snapshot_name(name: &str) -> Result<(), PveError> {
     Ok(())
 }
 
+/// pct's own refusal of an `exec` (CT missing, not running, no command) as
+/// a typed error; `Ok` when the exit status and stderr belong to the command.
+pub fn exec_refusal(vmid: u32, out: &Output) -> Result<(), PveError> {
+    // Only pct's own refusals are errors. Anything else on stderr belongs to
+    // the command (e.g. `useradd: user 'x' already exists` must not become
+    // AlreadyExists), so it is handed back with the command's exit code.
+    let stderr = out.stderr_text();
+    let refused = !out.success()
+        && stderr.lines().any(|l| {
+            let l = l.trim();
+            (l.starts_with("Configuration file '") && l.ends_with("' does not exist"))
+                || l == format!("container '{vmid}' not running!")
+                || l == "missing command"
+        });
+    if refused {
+        super::error::classify(&out.argv, out.code, "", &stderr)?;
+    }
+    Ok(())
+}
+
 impl Pve {
     async fn pct_simple(&self, argv: Vec<String>, span: Span) -> Result<Output, PveError> {
         self.call(argv, span, None).await
@@ -493,18 +513,33 @@ impl Pve {
         // Only pct's own refusals are errors. Anything else on stderr belongs to
         // the command (e.g. `useradd: user 'x' already exists` must not become
         // AlreadyExists), so it is handed back with the command's exit code.
-        let stderr = out.stderr_text();
-        let refused = !out.success()
-            && stderr.lines().any(|l| {
-                let l = l.trim();
-                (l.starts_with("Configuration file '") && l.ends_with("' does not exist"))
-                    || l == format!("container '{vmid}' not running!")
-                    || l == "missing command"
-            });
-        if refused {
-            super::error::classify(&out.argv, out.code, "", &stderr)?;
-        }
+        exec_refusal(vmid, &out)?;
         Ok(out)
+    }
+
+    /// `pct exec <vmid> --keep-env 0 -- <cmd...>` with stdout read line by
+    /// line as it comes ([`LineStream`](super::LineStream)): for commands
+    /// that run until stopped (`journalctl -f`). Dropping the stream kills
+    /// `pct` and what it started on the host and closes the pipe the command
+    /// in the container writes to. pct's refusals (CT missing or not
+    /// running) show in the exit status and stderr; see [`exec_refusal`].
+    pub async fn pct_exec_stream<S: AsRef<str>>(
+        &self,
+        vmid: u32,
+        cmd: &[S],
+    ) -> Result<super::LineStream, PveError> {
+        if cmd.is_empty() {
+            return Err(PveError::Invalid {
+                what: "exec command",
+                message: "empty command".to_string(),
+            });
+        }
+        let mut a = Args::new(&["pct", "exec"]);
+        a.arg(vmid).opt("keep-env", 0).arg("--");
+        for c in cmd {
+            a.arg(c.as_ref());
+        }
+        Ok(self.runner().stream(&a.build()).await?)
     }
 
     /// `pct push <vmid> <file> <destination>`: copies a host file into the CT

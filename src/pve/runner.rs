@@ -408,6 +408,270 @@ impl Runner {
     }
 }
 
+/// Longest line [`LineStream::next_line`] returns; the rest of a longer line
+/// is read and dropped (the line is then marked cut).
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Stderr kept from a streaming command (for its error message).
+const STREAM_STDERR: usize = 64 << 10;
+
+/// One line of a streaming command's stdout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// The bytes, without the newline (at most [`MAX_LINE`]).
+    pub bytes: Vec<u8>,
+    /// True when the line was longer than [`MAX_LINE`] and was cut.
+    pub cut: bool,
+}
+
+/// A running command whose stdout is read line by line (`journalctl -f`).
+///
+/// There is no timeout: the caller decides how long to read. Dropping the
+/// stream kills the command's whole process group with `SIGKILL` (unless it
+/// was already reaped by [`LineStream::finish`]) and closes the pipe, so
+/// nothing it started outlives the reader.
+#[derive(Debug)]
+pub struct LineStream {
+    argv: Vec<String>,
+    child: tokio::process::Child,
+    stdout: Option<tokio::process::ChildStdout>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    /// Dropping the rest of an over-long line.
+    skipping: bool,
+    eof: bool,
+    stderr: Capture,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
+    guard: GroupGuard,
+}
+
+impl std::fmt::Debug for GroupGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupGuard")
+            .field("pgid", &self.pgid)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CaptureBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureBuf")
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn pump_bounded<R: AsyncRead + Unpin>(mut reader: R, buf: Capture, max: usize) {
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let mut b = lock(&buf);
+                let room = max.saturating_sub(b.data.len());
+                let take = n.min(room);
+                b.data
+                    .extend_from_slice(chunk.get(..take).unwrap_or_default());
+                if take < n {
+                    b.truncated = true;
+                }
+            }
+        }
+    }
+}
+
+impl LineStream {
+    /// The argv as given.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// The child's pid (its process group id), while it was not reaped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The next line of stdout; `None` at the end of stdout. Cancel-safe:
+    /// a partly read line is kept for the next call.
+    pub async fn next_line(&mut self) -> Result<Option<Line>, RunError> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            if let Some(pos) = self
+                .buf
+                .get(self.scanned..)
+                .and_then(|rest| rest.iter().position(|b| *b == b'\n'))
+            {
+                let end = self.scanned + pos;
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                self.scanned = 0;
+                if self.skipping {
+                    self.skipping = false;
+                    continue;
+                }
+                let cut = line.len() > MAX_LINE;
+                line.truncate(MAX_LINE);
+                return Ok(Some(Line { bytes: line, cut }));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > MAX_LINE {
+                // Hand out the first MAX_LINE bytes now; drop the rest of the line.
+                let mut line = std::mem::take(&mut self.buf);
+                line.truncate(MAX_LINE);
+                self.scanned = 0;
+                let was_skipping = std::mem::replace(&mut self.skipping, true);
+                if !was_skipping {
+                    return Ok(Some(Line {
+                        bytes: line,
+                        cut: true,
+                    }));
+                }
+            }
+            if self.eof {
+                if self.buf.is_empty() || self.skipping {
+                    self.buf.clear();
+                    return Ok(None);
+                }
+                let line = std::mem::take(&mut self.buf);
+                self.scanned = 0;
+                return Ok(Some(Line {
+                    bytes: line,
+                    cut: false,
+                }));
+            }
+            let Some(out) = self.stdout.as_mut() else {
+                self.eof = true;
+                continue;
+            };
+            match out.read(&mut chunk).await {
+                Ok(0) => {
+                    self.eof = true;
+                    self.stdout = None;
+                }
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Err(source) => {
+                    return Err(RunError::Io {
+                        argv: self.argv.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits for the command to exit (at most `timeout`, then its group is
+    /// killed) and returns its exit status and stderr; stdout not read yet
+    /// is dropped.
+    pub async fn finish(mut self, timeout: Duration) -> Result<Output, RunError> {
+        self.stdout = None;
+        let start = Instant::now();
+        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
+            Err(_elapsed) => {
+                self.guard.kill();
+                let _ = self.child.wait().await;
+                return Err(RunError::Timeout {
+                    argv: self.argv.clone(),
+                    after: timeout,
+                    stdout: Vec::new(),
+                    stderr: std::mem::take(&mut lock(&self.stderr).data),
+                });
+            }
+            Ok(Err(source)) => {
+                return Err(RunError::Io {
+                    argv: self.argv.clone(),
+                    source,
+                })
+            }
+            Ok(Ok(status)) => status,
+        };
+        // Reaped: the pgid may be reused, never signal it again.
+        self.guard.disarm();
+        if let Some(r) = self.stderr_reader.take() {
+            drain(vec![r]).await;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        let e = std::mem::take(&mut *lock(&self.stderr));
+        Ok(Output {
+            argv: self.argv.clone(),
+            code: status.code(),
+            signal: status.signal(),
+            stdout: Vec::new(),
+            stderr: e.data,
+            duration: start.elapsed(),
+            truncated: e.truncated,
+        })
+    }
+}
+
+impl Drop for LineStream {
+    fn drop(&mut self) {
+        // The guard kills the group; stop the stderr reader too.
+        if let Some(r) = self.stderr_reader.take() {
+            r.abort();
+        }
+    }
+}
+
+impl Runner {
+    /// Starts `argv` with stdout read line by line ([`LineStream`]); stdin
+    /// is `/dev/null`, stderr is kept (bounded) for [`LineStream::finish`].
+    /// Same rules as [`Runner::run`]: argv only, `LC_ALL=C`, own process
+    /// group; no timeout (dropping the stream kills the group).
+    pub async fn stream(&self, argv: &[String]) -> Result<LineStream, RunError> {
+        let (program, args) = argv.split_first().ok_or(RunError::EmptyArgv)?;
+        let path = self.resolve(program)?;
+        tracing::debug!(?argv, path = %path.display(), "streaming command");
+        let mut cmd = tokio::process::Command::new(&path);
+        cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("LC_ALL", "C")
+            .process_group(0)
+            .kill_on_drop(true)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                RunError::ProgramNotFound {
+                    program: program.clone(),
+                    searched: path.display().to_string(),
+                }
+            } else {
+                RunError::Spawn {
+                    argv: argv.to_vec(),
+                    source,
+                }
+            }
+        })?;
+        let guard = GroupGuard {
+            pgid: child
+                .id()
+                .and_then(|p| i32::try_from(p).ok())
+                .map(Pid::from_raw),
+        };
+        let stderr = Capture::default();
+        let stderr_reader = child
+            .stderr
+            .take()
+            .map(|s| tokio::spawn(pump_bounded(s, stderr.clone(), STREAM_STDERR)));
+        Ok(LineStream {
+            argv: argv.to_vec(),
+            stdout: child.stdout.take(),
+            child,
+            buf: Vec::new(),
+            scanned: 0,
+            skipping: false,
+            eof: false,
+            stderr,
+            stderr_reader,
+            guard,
+        })
+    }
+}
+
 async fn drain(readers: Vec<tokio::task::JoinHandle<()>>) {
     for r in readers {
         let abort = r.abort_handle();
@@ -628,6 +892,79 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.stdout_text(), "fake pct list\n");
+    }
+
+    #[tokio::test]
+    async fn stream_reads_lines_keeps_stderr_and_exit_status() {
+        let mut s = Runner::default()
+            .stream(&argv(&[
+                "sh",
+                "-c",
+                "printf 'one\\ntwo\\n'; printf 'no newline'; echo oops >&2; exit 4",
+            ]))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(l) = s.next_line().await.unwrap() {
+            assert!(!l.cut);
+            got.push(String::from_utf8(l.bytes).unwrap());
+        }
+        assert_eq!(got, ["one", "two", "no newline"]);
+        let out = s.finish(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(out.code, Some(4));
+        assert_eq!(out.stderr_text(), "oops\n");
+    }
+
+    #[tokio::test]
+    async fn stream_cuts_long_lines_and_goes_on() {
+        let script = format!(
+            "head -c {} /dev/zero | tr '\\0' a; echo; echo after",
+            MAX_LINE * 3 + 5
+        );
+        let mut s = Runner::default()
+            .stream(&argv(&["sh", "-c", &script]))
+            .await
+            .unwrap();
+        let first = s.next_line().await.unwrap().unwrap();
+        assert!(first.cut);
+        assert_eq!(first.bytes.len(), MAX_LINE);
+        let second = s.next_line().await.unwrap().unwrap();
+        assert_eq!(
+            (second.bytes.as_slice(), second.cut),
+            (&b"after"[..], false)
+        );
+        assert!(s.next_line().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_stream_kills_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pids");
+        let script = format!(
+            "sleep 100 & echo $! > {p}; echo $$ >> {p}; echo started; wait",
+            p = pidfile.display()
+        );
+        let mut s = Runner::default()
+            .stream(&argv(&["sh", "-c", &script]))
+            .await
+            .unwrap();
+        let l = s.next_line().await.unwrap().unwrap();
+        assert_eq!(l.bytes, b"started");
+        let pids: Vec<i32> = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2);
+        assert!(pids.iter().all(|p| pid_alive(*p)));
+        drop(s);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for p in pids {
+            assert!(!pid_alive(p), "{p} survived the dropped stream");
+        }
     }
 
     #[tokio::test]

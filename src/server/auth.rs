@@ -47,7 +47,7 @@ use crate::error::{Error, ErrorKind};
 pub const CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Route templates a viewer may not read although they are `GET`s.
-pub const ADMIN_ONLY_READS: &[&str] = &["/v1/operations/{id}/log"];
+pub const ADMIN_ONLY_READS: &[&str] = &["/v1/operations/{id}/log", "/v1/deployments/{name}/logs"];
 
 /// Most cached users; the cache is cleared when it would grow past this.
 const CACHE_MAX: usize = 1024;

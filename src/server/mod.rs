@@ -117,7 +117,7 @@ pub fn router(state: AppState) -> Router {
 
 fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::post;
-    use handlers::{apps, deployments, events, host, openapi, operations, root, templates};
+    use handlers::{apps, deployments, events, host, logs, openapi, operations, root, templates};
     let ctx = Arc::new(Ctx {
         app: state,
         roles: auth::Roles::new(),
@@ -160,6 +160,7 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
             "/deployments/{name}/restart",
             post(deployments::restart_deployment),
         )
+        .route("/deployments/{name}/logs", get(logs::get_deployment_logs))
         .route("/events", get(events::get_events))
         .route("/openapi.json", get(openapi::get_openapi));
     Router::new()

@@ -32,7 +32,7 @@ use crate::server::error::{with_location, ApiJson, ApiPath, ApiQuery};
 use crate::server::Ctx;
 use crate::store::{now_ms, DeploymentRecord, StoredSpec};
 
-fn env(ctx: &Ctx) -> Env {
+pub(super) fn env(ctx: &Ctx) -> Env {
     let cfg = ctx.app.config();
     Env {
         store: ctx.app.store.clone(),
@@ -43,7 +43,7 @@ fn env(ctx: &Ctx) -> Env {
     }
 }
 
-fn pve(ctx: &Ctx) -> Result<&Pve, Error> {
+pub(super) fn pve(ctx: &Ctx) -> Result<&Pve, Error> {
     ctx.app.pve.as_ref().ok_or_else(|| {
         Error::dependency_down(
             "the Proxmox tools were not found at startup; check `[pve] bin_dir` and restart 1ldd",
@@ -60,7 +60,7 @@ async fn submit(ctx: &Ctx, task: Box<dyn OpTask>, caller: Caller) -> Result<Resp
     ))
 }
 
-fn record(ctx: &Ctx, name: &str) -> Result<DeploymentRecord, Error> {
+pub(super) fn record(ctx: &Ctx, name: &str) -> Result<DeploymentRecord, Error> {
     ctx.app.store.get_deployment(name)?.ok_or_else(|| {
         let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
         Error::not_found(format!(

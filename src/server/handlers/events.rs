@@ -1,10 +1,18 @@
-//! `GET /v1/events`: the event stream, newline-delimited JSON.
+//! `GET /v1/events`: the event stream and the recent history,
+//! newline-delimited JSON.
 //!
-//! The subscription is taken before the response headers go out, so a
-//! client that has the headers sees every event published afterwards. The
-//! stream ends after a `lagged` event (the client fell behind) and when the
-//! daemon shuts down.
+//! - `follow=false`: the events the bus still holds ([`crate::events::RING`])
+//!   with `seq > after`, oldest first, then the body ends;
+//! - `follow=true` (default): the subscription is taken before the response
+//!   headers go out, so a client that has the headers sees every event
+//!   published afterwards. With `after`, the held events after it are sent
+//!   first; the subscription was taken before the ring was read, and live
+//!   events with a `seq` not above the last replayed one are dropped, so a
+//!   reconnecting client resumes without gaps or duplicates (as long as the
+//!   events are still held). The stream ends after a `lagged` event (the
+//!   client fell behind) and when the daemon shuts down.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -13,7 +21,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::{EventType, EventsQuery};
+use crate::api::{Event, EventType, EventsQuery};
 use crate::error::Error;
 use crate::server::error::ApiQuery;
 use crate::server::Ctx;
@@ -55,14 +63,33 @@ fn parse_types(list: Option<&str>) -> Result<Vec<EventType>, Error> {
     Ok(out)
 }
 
-/// Streams events of the given types, one JSON object per line.
+fn ndjson(event: &Event) -> Option<Bytes> {
+    match serde_json::to_vec(event) {
+        Ok(mut line) => {
+            line.push(b'\n');
+            Some(Bytes::from(line))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize an event; ending the stream");
+            None
+        }
+    }
+}
+
+/// Streams events of the given types, one JSON object per line: with
+/// `after`, the held events after that `seq` first; with `follow` (the
+/// default), then the live ones.
 #[utoipa::path(
     get,
     path = "/v1/events",
     tag = "events",
     params(EventsQuery),
     responses(
-        (status = 200, description = "Newline-delimited JSON events (one `Event` per line)",
+        (status = 200, description = "Newline-delimited JSON events (one `Event` per line). \
+         `follow=false`: the held events (after `after`) and the end of the body. \
+         `follow=true` (default): held events after `after` if given, then live events \
+         in `seq` order, no gaps or duplicates between the two; a `lagged` event ends the \
+         stream if the client falls behind",
          content_type = "application/x-ndjson", body = crate::api::Event),
         (status = 400, description = "Unknown event type", body = crate::api::ApiErrorBody),
         (status = 403, description = "No role", body = crate::api::ApiErrorBody),
@@ -73,31 +100,52 @@ pub async fn get_events(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Response, Error> {
     let kinds = parse_types(q.types.as_deref())?;
-    let sub = ctx.app.events.subscribe(&kinds);
-    let stop = ctx.shutdown.clone();
-    let stream = futures_util::stream::unfold((sub, stop), |(mut sub, stop)| async move {
-        let event = tokio::select! {
-            e = sub.next() => e?,
-            () = stop.cancelled() => return None,
-        };
-        let mut line = match serde_json::to_vec(&event) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialize an event; ending the stream");
-                return None;
+    let follow = q.follow.unwrap_or(true);
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ];
+    if !follow {
+        let held = ctx.app.events.recent(&kinds, q.after.unwrap_or(0));
+        let mut body = Vec::new();
+        for e in &held {
+            match ndjson(e) {
+                Some(line) => body.extend_from_slice(&line),
+                None => return Err(Error::internal("cannot serialize an event")),
             }
-        };
-        line.push(b'\n');
-        Some((Ok::<_, Infallible>(Bytes::from(line)), (sub, stop)))
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-ndjson"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+        }
+        return Ok((headers, body).into_response());
+    }
+    // Subscribe first, then read the ring: an event published in between is
+    // in both, and the `seq` filter below drops the second copy.
+    let sub = ctx.app.events.subscribe(&kinds);
+    let held: VecDeque<Event> = match q.after {
+        Some(after) => ctx.app.events.recent(&kinds, after).into(),
+        None => VecDeque::new(),
+    };
+    let replayed = held.back().map(|e| e.seq).unwrap_or(0);
+    let stop = ctx.shutdown.clone();
+    let stream = futures_util::stream::unfold(
+        (held, sub, stop),
+        move |(mut held, mut sub, stop)| async move {
+            let event = match held.pop_front() {
+                Some(e) => e,
+                None => loop {
+                    let e = tokio::select! {
+                        e = sub.next() => e?,
+                        () = stop.cancelled() => return None,
+                    };
+                    // `lagged` carries the first missed seq: always pass it on.
+                    if e.seq > replayed || e.kind == EventType::Lagged {
+                        break e;
+                    }
+                },
+            };
+            let line = ndjson(&event)?;
+            Some((Ok::<_, Infallible>(line), (held, sub, stop)))
+        },
+    );
+    Ok((headers, Body::from_stream(stream)).into_response())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Request handlers; each file mirrors a URL (`/v1/host` → [`host`],
-//! `/v1/operations/...` → [`operations`], ...).
+//! `/v1/operations/...` → [`operations`], ...; `/v1/deployments/{name}/logs`
+//! → [`logs`]).
 //!
 //! Invariants: handlers return `Result<_, crate::error::Error>` and never
 //! map errors to statuses themselves ([`super::error`] does); each carries
@@ -9,6 +10,7 @@ pub mod apps;
 pub mod deployments;
 pub mod events;
 pub mod host;
+pub mod logs;
 pub mod openapi;
 pub mod operations;
 pub mod root;

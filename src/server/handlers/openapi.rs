@@ -44,6 +44,7 @@ use crate::api;
         super::deployments::restart_deployment,
         super::deployments::list_unmanaged,
         super::deployments::adopt_deployment,
+        super::logs::get_deployment_logs,
         super::events::get_events,
         get_openapi,
     ),
@@ -87,6 +88,7 @@ use crate::api;
         api::Change,
         api::AdoptRequest,
         api::UnmanagedContainer,
+        api::LogLine,
     )),
     tags(
         (name = "root", description = "Versions and extensions"),
