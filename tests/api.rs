@@ -13,6 +13,12 @@ mod cli;
 #[path = "api/deployments.rs"]
 mod deployments;
 
+#[path = "api/events.rs"]
+mod events;
+
+#[path = "api/logs.rs"]
+mod logs;
+
 use std::time::Duration;
 
 use daemon::{Client, Daemon, Options, LIMIT, TINY};
@@ -95,6 +101,7 @@ async fn openapi_matches_the_golden_file() {
         "/v1/operations/{id}/wait",
         "/v1/templates",
         "/v1/events",
+        "/v1/deployments/{name}/logs",
         "/v1/openapi.json",
     ] {
         assert!(
@@ -920,11 +927,16 @@ async fn roles_with_real_users() {
             {"method": "POST", "path": "/v1/templates", "body": download(TINY)},
             {"method": "GET", "path": log_path},
             {"method": "DELETE", "path": format!("/v1/operations/{}", op.id)},
+            {"method": "GET", "path": "/v1/deployments/any/logs"},
         ]),
     )
     .await
     .expect("child");
-    assert_eq!(statuses(&r), [200, 200, 200, 200, 403, 403, 403], "{r}");
+    assert_eq!(
+        statuses(&r),
+        [200, 200, 200, 200, 403, 403, 403, 403],
+        "{r}"
+    );
 
     // An admin (member of the admin group) changes things and reads logs.
     let r = blocking(

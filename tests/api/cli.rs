@@ -187,7 +187,8 @@ fn exit_codes_0_1_2_3_5_69() {
     let r = ctl(&d, &["--json", "ops", "--status", "bogus"]).code(2);
     let err: Value = serde_json::from_str(r.stderr.trim()).expect("JSON error body");
     assert_eq!(err["error"]["code"], "bad_request");
-    ctl(&d, &["events"]).code(2);
+    ctl(&d, &["events", "--after", "x"]).code(2);
+    ctl(&d, &["logs", "x", "-n", "many"]).code(2);
 
     // 3: not found.
     let r = ctl(&d, &["op", "no-such-op"]).code(3);
@@ -705,69 +706,89 @@ fn golden_human_output() {
     golden("ls-empty.txt", &rd::list(&[], s));
 }
 
-/// Not a check: prints a new user's session (for docs/cli.md), on the
-/// sandbox tools without containers. `cargo test -p oneld --test api
-/// cli::transcript -- --ignored --nocapture`.
+/// `1ldctl logs` (human, `--json`, `-f` until Ctrl-C, every error's exit
+/// status) against the stand-in journal of `logs.rs`, and `1ldctl events`
+/// listing the recent history.
 #[test]
-#[ignore]
-fn transcript() {
-    let (d, aux) = deploy_daemon();
-    let token = aux.path().join("netbox.token");
-    std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
-    let secret = format!("netbox_token=@{}", token.display());
-    let sessions: Vec<Vec<&str>> = vec![
-        vec!["version"],
-        vec!["doctor"],
-        vec!["apps"],
-        vec!["apps", "show", "netbox-agent"],
-        vec!["ls"],
-        vec![
-            "deploy",
-            "netbox-agent",
-            "--bridge",
-            "vmbr1ldt",
-            "--dry-run",
-        ],
-        vec![
-            "deploy",
-            "netbox-agent",
-            "--set",
-            "netbox_url=http://netbox.lan:8000",
-            "--secret",
-            &secret,
-            "--bridge",
-            "vmbr1ldt",
-            "--storage",
-            "local",
-            "--dry-run",
-        ],
-        vec![
-            "deploy",
-            "netbox-agent",
-            "--set",
-            "netbox_url=http://netbox.lan:8000",
-            "--secret",
-            &secret,
-            "--bridge",
-            "vmbr1ldt",
-            "--dry-run",
-        ],
-        vec!["template", "download", TINY],
-        vec!["ops"],
-        vec!["status", "netbox"],
-        vec!["destroy", "netbox"],
-    ];
-    for args in sessions {
-        let r = ctl(&d, &args);
-        let shown = args
-            .join(" ")
-            .replace(&aux.path().display().to_string(), "~");
-        println!("$ 1ldctl {shown}");
-        print!(
-            "{}",
-            r.stdout.replace(&aux.path().display().to_string(), "~")
-        );
-        print!("{}", r.stderr);
-        println!("[exit {}]\n", r.code);
-    }
+fn logs_and_event_history_through_the_client() {
+    let l = crate::logs::logs_daemon();
+    let d = &l.daemon;
+    let r = ctl(d, &["logs", "nb", "-n", "3"]).code(0);
+    golden("logs.txt", &r.stdout);
+    assert!(!r.stdout.contains(crate::logs::TOKEN), "{r:#?}");
+    let r = ctl(d, &["--json", "logs", "nb"]).code(0);
+    let lines: Vec<oneld::api::LogLine> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON LogLine"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{r:#?}");
+    assert_eq!(lines[0].line, "netbox-agent 0.1.0 starting");
+    // Exit codes: unknown 3, not running 5, out of range 2.
+    let r = ctl(d, &["logs", "nope"]).code(3);
+    assert!(r.stderr.contains("nope"), "{r:#?}");
+    let r = ctl(d, &["logs", "nb-stopped", "-f"]).code(5);
+    assert!(r.stderr.contains("1ldctl start nb-stopped"), "{r:#?}");
+    let r = ctl(d, &["--json", "logs", "nb-missing"]).code(5);
+    assert!(r.stderr.contains("invalid_state"), "{r:#?}");
+    ctl(d, &["logs", "nb", "-n", "10001"]).code(2);
+
+    // -f prints what comes and ends cleanly on Ctrl-C.
+    let mut child = command(&d.socket, &["logs", "nb", "-f", "-n", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(LIMIT).expect("a line from logs -f");
+    assert!(first.contains("netbox-agent 0.1.0 starting"), "{first}");
+    let sleeper = poll("the stand-in follower", || {
+        std::fs::read_to_string(l.traces.join("sleep.pid"))
+            .ok()?
+            .trim()
+            .parse::<i32>()
+            .ok()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    poll("the journal follower to die with the client", || {
+        (!crate::daemon::alive(sleeper)).then_some(())
+    });
+
+    // events: the recent history (no -f), --json as NDJSON, --after. A
+    // refused start is audited: there is at least one lifecycle event.
+    ctl(d, &["start", "nope"]).code(3);
+    let r = ctl(d, &["events"]).code(0);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(!lines.is_empty(), "{r:#?}");
+    let r = ctl(d, &["--json", "events"]).code(0);
+    let events: Vec<oneld::api::Event> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON Event"))
+        .collect();
+    assert_eq!(events.len(), lines.len());
+    let last = events.last().map(|e| e.seq).unwrap_or(0);
+    let r = ctl(d, &["events", "--after", &last.to_string()]).code(0);
+    assert!(r.stdout.contains("no recent events"), "{r:#?}");
+    let r = ctl(d, &["--json", "events", "--after", &last.to_string()]).code(0);
+    assert!(r.stdout.is_empty(), "{r:#?}");
+    let r = ctl(d, &["events", "--type", "lifecycle"]).code(0);
+    assert!(r.stdout.lines().all(|l| l.contains("lifecycle")), "{r:#?}");
 }
