@@ -4,6 +4,11 @@
 //! Invariants: every probe is bounded by a timeout; an HTTP body is read up
 //! to [`MAX_BODY`]; nothing here retries (the gate in [`gate`] does), and a
 //! probe never fails with an error: what it saw is a [`ProbeResult`].
+//!
+//! A JSON health body with `"starting": true` (the 1ld agents say so until
+//! their first work cycle has finished) is *provisional*: the gate does not
+//! settle on it while time is left, so a deployment is recorded with the
+//! status the service reaches once it has actually tried its upstream.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -25,6 +30,8 @@ pub struct ProbeResult {
     pub status: HealthStatus,
     /// Why (status code, reason, the JSON status).
     pub detail: String,
+    /// The service said its status is not final yet (`"starting": true`).
+    pub provisional: bool,
 }
 
 impl ProbeResult {
@@ -32,7 +39,16 @@ impl ProbeResult {
         Self {
             status,
             detail: detail.into(),
+            provisional: false,
         }
+    }
+
+    fn starting(mut self, starting: bool) -> Self {
+        self.provisional = starting;
+        if starting {
+            self.detail.push_str(", starting");
+        }
+        self
     }
 }
 
@@ -98,10 +114,16 @@ pub fn classify_http(def: &HealthDef, code: u16, body: &[u8]) -> ProbeResult {
     let Some(field) = &def.json_field else {
         return ProbeResult::new(HealthStatus::Healthy, format!("HTTP {code}"));
     };
-    let v: Option<String> = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let v: Option<String> = json
+        .as_ref()
         .and_then(|j| j.get(field).and_then(|s| s.as_str()).map(str::to_string));
-    match v.as_deref() {
+    let starting = json
+        .as_ref()
+        .and_then(|j| j.get("starting"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let r = match v.as_deref() {
         Some("healthy") => ProbeResult::new(
             HealthStatus::Healthy,
             format!("HTTP {code}, {field}=healthy"),
@@ -118,7 +140,8 @@ pub fn classify_http(def: &HealthDef, code: u16, body: &[u8]) -> ProbeResult {
             HealthStatus::Unhealthy,
             format!("HTTP {code}, no '{field}' in the JSON body"),
         ),
-    }
+    };
+    r.starting(starting)
 }
 
 fn json_hint(def: &HealthDef, body: &[u8]) -> String {
@@ -218,6 +241,10 @@ pub async fn probe_once(
 /// Probes until the result is one `def.accept` allows or `def.timeout_s`
 /// passes; `log` gets every probe's result. Returns the accepted result,
 /// or the last one seen.
+///
+/// A provisional result (`"starting": true`) is not settled on while time is
+/// left: the gate keeps probing until the service reports a final status.
+/// When the time runs out the last result is judged as it is.
 pub async fn gate(
     def: &HealthDef,
     pve: &Pve,
@@ -246,11 +273,12 @@ pub async fn gate(
             r.status,
             r.detail
         ));
-        if def.accept.contains(&r.status) {
+        let accepted = def.accept.contains(&r.status);
+        if accepted && !r.provisional {
             return Ok(r);
         }
         if start.elapsed() + pause >= limit {
-            return Err(r);
+            return if accepted { Ok(r) } else { Err(r) };
         }
         tokio::time::sleep(pause).await;
     }
@@ -289,6 +317,74 @@ mod tests {
             HealthStatus::Unhealthy
         );
         assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_starting_body_is_provisional() {
+        let r = classify_http(
+            &def(),
+            200,
+            b"{\"status\":\"degraded\",\"starting\":true,\"checks\":{\"work_loop\":{\"status\":\"degraded\",\"message\":\"first cycle (#1) still running\",\"pending\":true}}}",
+        );
+        assert_eq!(r.status, HealthStatus::Degraded);
+        assert!(r.provisional && r.detail.ends_with(", starting"), "{r:?}");
+        let r = classify_http(&def(), 200, b"{\"status\":\"degraded\",\"starting\":false}");
+        assert!(!r.provisional);
+        assert!(!classify_http(&def(), 200, b"{\"status\":\"healthy\"}").provisional);
+    }
+
+    /// Serves the bodies in turn (the last one forever) on loopback.
+    async fn serve_bodies(bodies: Vec<&'static str>) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut i = 0;
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                let body = bodies[i.min(bodies.len() - 1)];
+                i += 1;
+                let resp = format!("HTTP/1.1 200 OK\r\n\r\n{body}");
+                let _ = s.write_all(resp.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_gate_waits_out_a_starting_service() {
+        let addr = serve_bodies(vec![
+            "{\"status\":\"degraded\",\"starting\":true}",
+            "{\"status\":\"degraded\",\"starting\":true}",
+            "{\"status\":\"healthy\",\"starting\":false}",
+        ])
+        .await;
+        let pve = Pve::new(
+            crate::pve::Runner::new(None),
+            crate::pve::PveVersion::new(8, 4),
+            "pve",
+        );
+        let mut d = def();
+        d.port = Some(addr.port());
+        d.interval_ms = 20;
+        let ip = Ipv4Addr::LOCALHOST;
+        let mut lines = Vec::new();
+        let r = gate(&d, &pve, 100, Some(ip), |l| lines.push(l.to_string()))
+            .await
+            .expect("healthy");
+        assert_eq!(r.status, HealthStatus::Healthy);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        // A service that stays starting: the last accepted result passes at the deadline.
+        let addr = serve_bodies(vec!["{\"status\":\"degraded\",\"starting\":true}"]).await;
+        d.port = Some(addr.port());
+        d.timeout_s = 1;
+        d.interval_ms = 100;
+        let r = gate(&d, &pve, 100, Some(ip), |_| {})
+            .await
+            .expect("accepted");
+        assert_eq!(r.status, HealthStatus::Degraded);
+        assert!(r.provisional);
     }
 
     #[tokio::test]

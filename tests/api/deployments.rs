@@ -6,7 +6,11 @@
 //!
 //! Root tier (`PVE_SANDBOX_E2E=1`; fails when not root): a private sandbox
 //! node with real LXC containers, its own bridge, subnet and DHCP; the
-//! agents from `target/release` (`make agents-bin`).
+//! agents from `target/release` (`make agents-bin`). The agents' upstreams
+//! are the in-process fakes (`fake_upstreams`: NetBox, Wiki.js replaying
+//! recorded transcripts) on the test bridge's host address, so deployments
+//! end `healthy`; one test deploys with the upstream down to show the
+//! `degraded` rule.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +28,7 @@ use crate::daemon::{root_tier, Client, Daemon, Options};
 mod support;
 
 const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+const WIKI_KEY: &str = "eyJhbGciOiJSUzI1NiJ9.test.key";
 
 fn agents_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release")
@@ -362,6 +367,30 @@ struct Node {
     daemon: Daemon,
     node: support::SandboxNode,
     bridge: String,
+    /// The bridge's host address (`.1` of the test subnet).
+    host: std::net::Ipv4Addr,
+    /// The fake NetBox and Wiki.js, when started ([`Node::with_upstreams`]).
+    upstreams: Option<Upstreams>,
+}
+
+/// The fakes the agents talk to, on the bridge's host address.
+struct Upstreams {
+    netbox: fake_upstreams::Handle,
+    wikijs: fake_upstreams::Handle,
+}
+
+impl Upstreams {
+    /// Both fakes were asked something, and only recorded requests.
+    fn assert_used_cleanly(&self) {
+        for h in [&self.netbox, &self.wikijs] {
+            assert!(
+                h.unrecorded().is_empty(),
+                "{}: unrecorded requests: {:?}",
+                h.name(),
+                h.unrecorded()
+            );
+        }
+    }
 }
 
 fn wrappers(dir: &Path, root: &Path) -> PathBuf {
@@ -410,11 +439,54 @@ impl Node {
             ..Options::default()
         })
         .expect("daemon");
+        let host = subnet
+            .split_once('/')
+            .and_then(|(net, _)| net.parse::<std::net::Ipv4Addr>().ok())
+            .map(|a| {
+                let [x, y, z, _] = a.octets();
+                std::net::Ipv4Addr::new(x, y, z, 1)
+            })
+            .expect("a /24 subnet");
         Node {
             daemon,
             node,
             bridge: bridge.to_string(),
+            host,
+            upstreams: None,
         }
+    }
+
+    /// Starts the fake NetBox (accepting [`TOKEN`]) and Wiki.js (accepting
+    /// [`WIKI_KEY`] as the admin key) on the bridge's host address;
+    /// [`Node::request`] then points the agents at them.
+    async fn with_upstreams(mut self) -> Node {
+        let addr = std::net::SocketAddr::from((self.host, 0));
+        let netbox = fake_upstreams::NetBox::new()
+            .with_token(fake_upstreams::Secret::new(TOKEN))
+            .serve(addr)
+            .await
+            .expect("fake NetBox");
+        let wikijs = fake_upstreams::WikiJs::new()
+            .with_key(fake_upstreams::Secret::new(WIKI_KEY))
+            .serve(addr)
+            .await
+            .expect("fake Wiki.js");
+        self.upstreams = Some(Upstreams { netbox, wikijs });
+        self
+    }
+
+    /// The fakes (panics when not started).
+    fn upstreams(&self) -> &Upstreams {
+        self.upstreams.as_ref().expect("upstreams started")
+    }
+
+    /// `http://<host>:<port>` with nothing listening: an upstream that is down
+    /// (the connection is refused at once).
+    fn closed_url(&self) -> String {
+        let l = std::net::TcpListener::bind((self.host, 0)).expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        format!("http://{}:{port}", self.host)
     }
 
     fn client(&self) -> Client {
@@ -451,16 +523,23 @@ impl Node {
         let _ = std::fs::remove_file(self.node.path("run/faults.used"));
     }
 
+    /// A deploy request for `app` named `name`: the upstream is the fake
+    /// when started, else a closed port (upstream down).
     fn request(&self, app: &str, name: &str) -> Value {
+        let url = |h: fn(&Upstreams) -> &fake_upstreams::Handle| {
+            self.upstreams
+                .as_ref()
+                .map_or_else(|| self.closed_url(), |u| h(u).url())
+        };
         let (settings, secrets) = if app == "netbox-agent" {
             (
-                json!({"netbox_url": "http://10.254.254.254:8000"}),
+                json!({"netbox_url": url(|u| &u.netbox)}),
                 json!({"netbox_token": TOKEN}),
             )
         } else {
             (
-                json!({"wikijs_url": "http://10.254.254.254:3000"}),
-                json!({"wikijs_api_key": "eyJhbGciOiJSUzI1NiJ9.test.key"}),
+                json!({"wikijs_url": url(|u| &u.wikijs)}),
+                json!({"wikijs_api_key": WIKI_KEY}),
             )
         };
         json!({"app": app, "name": name, "settings": settings, "secrets": secrets,
@@ -511,7 +590,7 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     ) {
         return;
     }
-    let n = Node::up("sbxdep0", "10.213.81.0/24");
+    let n = Node::up("sbxdep0", "10.213.81.0/24").with_upstreams().await;
     let c = n.client();
     // The fake other node holds 140: the deploy skips it.
     std::fs::write(n.node.path("etc/pve/other-nodes"), "pve2 qemu 140 winvm\n").expect("other");
@@ -523,8 +602,23 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     let dep: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
     assert_eq!(dep.vmid, 141);
     assert_eq!(dep.state, ContainerState::Running);
-    // No NetBox on the sandbox: degraded, which the manifest accepts.
-    assert_eq!(dep.health.status, HealthStatus::Degraded, "{dep:?}");
+    // The fake NetBox answered the agent's first cycle: healthy, and the
+    // gate recorded that (not the provisional status before the cycle).
+    assert_eq!(dep.health.status, HealthStatus::Healthy, "{dep:?}\n{log}");
+    assert!(!log.contains("warning: the service is degraded"), "{log}");
+    assert!(
+        log.contains("deployment 'nb' recorded: CT 141 at ") && log.contains(", Healthy"),
+        "{log}"
+    );
+    assert!(
+        n.upstreams()
+            .netbox
+            .hits()
+            .iter()
+            .any(|h| h.line.contains("/api/status/")),
+        "the agent never asked NetBox"
+    );
+    n.upstreams().assert_used_cleanly();
     assert_eq!(dep.settings["netbox_token"], json!("***"));
     let ip = dep.ip.clone().expect("ip");
     assert!(ip.starts_with("10.213.81."), "{ip}");
@@ -593,7 +687,7 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     assert!(cfg.contains("interval_s = 120"), "{cfg}");
     let dep2: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
     assert_ne!(dep2.config_hash, dep.config_hash);
-    assert_eq!(dep2.health.status, HealthStatus::Degraded);
+    assert_eq!(dep2.health.status, HealthStatus::Healthy, "{dep2:?}");
 
     // Stop records the intended state; start brings it back.
     let op: Operation = c
@@ -643,7 +737,7 @@ async fn root_wikijs_and_parallel_deploys_get_distinct_vmids() {
     ) {
         return;
     }
-    let n = Node::up("sbxdep1", "10.213.82.0/24");
+    let n = Node::up("sbxdep1", "10.213.82.0/24").with_upstreams().await;
     let c = n.client();
     let a: Operation = c
         .post(
@@ -675,8 +769,21 @@ async fn root_wikijs_and_parallel_deploys_get_distinct_vmids() {
             .await
             .expect(200)
             .json();
-        assert_eq!(live.health.status, HealthStatus::Degraded, "{live:?}");
+        assert_eq!(live.health.status, HealthStatus::Healthy, "{live:?}");
     }
+    for op in [&a, &b] {
+        let log = log_of(&c, &op.id).await;
+        assert!(
+            log.contains("Healthy: HTTP 200, status=healthy")
+                && !log.contains("warning: the service is degraded"),
+            "{log}"
+        );
+    }
+    assert!(
+        n.upstreams().wikijs.hits().len() >= 2,
+        "the agents never asked Wiki.js"
+    );
+    n.upstreams().assert_used_cleanly();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -689,9 +796,18 @@ async fn root_failures_at_each_step_leave_nothing() {
     }
     let n = Node::up("sbxdep2", "10.213.83.0/24");
     let c = n.client();
-    // The template first (so later failures are not about it).
+    // The template first (so later failures are not about it). No upstream
+    // here (NetBox is down): the agent reports degraded, which the built-in
+    // manifest's `health.accept` allows: the deploy succeeds with a warning
+    // and the deployment shows degraded.
     let (op, log) = deploy(&c, &n.request("netbox-agent", "warmup")).await;
     assert_eq!(op.status, OpStatus::Succeeded, "{log}");
+    assert!(
+        log.contains("warning: the service is degraded") && log.contains("netbox_api"),
+        "{log}"
+    );
+    let dep: Deployment = c.get("/v1/deployments/warmup").await.expect(200).json();
+    assert_eq!(dep.health.status, HealthStatus::Degraded, "{dep:?}");
     let op: Operation = c.delete("/v1/deployments/warmup").await.expect(202).json();
     assert_eq!(
         finish(&c, &op.id, Duration::from_secs(60)).await.status,

@@ -73,7 +73,7 @@ impl Agent for NetboxAgent {
         }
         let api = setup.checks.reporter(
             "netbox_api",
-            CheckOutcome::degraded(format!("NetBox at {} not checked yet", base.as_str())),
+            CheckOutcome::pending(format!("NetBox at {} not checked yet", base.as_str())),
         );
         Ok(Self {
             sources: setup

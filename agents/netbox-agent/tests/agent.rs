@@ -235,6 +235,8 @@ async fn health_endpoint_maps_real_checks_to_200_200_503() {
     let (_agent, port, health) = serve(&e).await;
     assert_eq!(health["http_status"], 200, "{health}");
     assert_eq!(health["status"], "healthy", "{health}");
+    // The first cycle is done: the status is no longer provisional.
+    assert_eq!(health["starting"], false, "{health}");
     let names: Vec<&str> = health["checks"]
         .as_object()
         .unwrap()

@@ -10,6 +10,12 @@
 //! The overall status is the worst check's; HTTP is 200 for healthy and
 //! degraded, 503 for unhealthy; `--self-check` exits 0/1/2 likewise. Each
 //! check remembers when it was last healthy (`last_ok`).
+//!
+//! A check that has no real result yet (the first work cycle still running,
+//! an upstream not checked yet) reports a *pending* outcome
+//! ([`CheckOutcome::pending`]): degraded, and marked so. While any check is
+//! pending the document says `"starting": true`, which tells a deployer's
+//! health gate that the status is provisional and worth waiting for.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,6 +73,9 @@ pub struct CheckOutcome {
     pub status: Health,
     /// Human-readable detail: what was found, and for failures what to do.
     pub message: String,
+    /// No real result yet (first cycle running, not checked yet): the status
+    /// is a placeholder that the next real result replaces.
+    pub pending: bool,
 }
 
 impl CheckOutcome {
@@ -75,6 +84,7 @@ impl CheckOutcome {
         Self {
             status: Health::Healthy,
             message: message.into(),
+            pending: false,
         }
     }
 
@@ -83,6 +93,7 @@ impl CheckOutcome {
         Self {
             status: Health::Degraded,
             message: message.into(),
+            pending: false,
         }
     }
 
@@ -91,6 +102,17 @@ impl CheckOutcome {
         Self {
             status: Health::Unhealthy,
             message: message.into(),
+            pending: false,
+        }
+    }
+
+    /// No result yet (e.g. "not checked yet"): degraded until the first real
+    /// outcome, and marked pending so `/health` says `"starting": true`.
+    pub fn pending(message: impl Into<String>) -> Self {
+        Self {
+            status: Health::Degraded,
+            message: message.into(),
+            pending: true,
         }
     }
 }
@@ -170,6 +192,9 @@ pub struct CheckReport {
     /// RFC 3339 time this check last passed, if ever.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_ok: Option<String>,
+    /// No real result yet (see [`CheckOutcome::pending`]); left out when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
 }
 
 /// The `/health` document.
@@ -183,6 +208,10 @@ pub struct HealthReport {
     pub version: &'static str,
     /// Seconds since the process started.
     pub uptime_s: u64,
+    /// Some check has no real result yet (the first work cycle has not
+    /// finished): `status` is provisional. A deployer's health gate keeps
+    /// probing while this is true.
+    pub starting: bool,
     /// Every check by name.
     pub checks: BTreeMap<String, CheckReport>,
 }
@@ -261,6 +290,7 @@ impl Checks {
                         status: slot.outcome.status,
                         message: slot.outcome.message.clone(),
                         last_ok: slot.last_ok.map(rfc3339),
+                        pending: slot.outcome.pending,
                     },
                 )
             })
@@ -274,6 +304,7 @@ impl Checks {
             service: self.service,
             version: self.version,
             uptime_s: self.started.elapsed().as_secs(),
+            starting: checks.values().any(|c| c.pending),
             checks,
         }
     }
@@ -350,6 +381,7 @@ mod tests {
             CheckOutcome {
                 status: self.1,
                 message: "fixed".into(),
+                pending: false,
             }
         }
     }
@@ -375,6 +407,25 @@ mod tests {
         let rep = checks.evaluate();
         assert_eq!(rep.status, Health::Healthy);
         assert!(rep.checks["up"].last_ok.is_some());
+    }
+
+    #[test]
+    fn pending_checks_make_the_document_starting() {
+        let checks = Checks::new("t", "0");
+        let r = checks.reporter("up", CheckOutcome::pending("not checked yet"));
+        let rep = checks.evaluate();
+        assert_eq!(rep.status, Health::Degraded);
+        assert!(rep.starting && rep.checks["up"].pending);
+        let json = serde_json::to_value(&rep).unwrap();
+        assert_eq!(json["starting"], true);
+        assert_eq!(json["checks"]["up"]["pending"], true);
+        // A real result, even a bad one, ends the starting phase.
+        r.set(CheckOutcome::degraded("no answer"));
+        let rep = checks.evaluate();
+        assert!(!rep.starting && !rep.checks["up"].pending);
+        let json = serde_json::to_value(&rep).unwrap();
+        assert_eq!(json["starting"], false);
+        assert!(json["checks"]["up"].get("pending").is_none());
     }
 
     #[test]

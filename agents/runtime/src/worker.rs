@@ -313,7 +313,8 @@ impl LoopShared {
 
 /// Health probe `work_loop`: the loop is alive (not ended, not stuck in a
 /// cycle past its timeout, not late for its timer) and how its last cycle
-/// went. A failed or partial last cycle is *degraded*: the agent itself is
+/// went. Until the first cycle has finished it is *pending* (degraded, and
+/// `/health` says `"starting": true`). A failed or partial last cycle is *degraded*: the agent itself is
 /// fine, the cause is in the cycle's own message and in the upstream checks.
 #[derive(Debug, Clone)]
 pub struct WorkLoopAlive(pub(crate) Arc<LoopShared>);
@@ -356,10 +357,10 @@ impl Check for WorkLoopAlive {
         }
         let Some((rec, finished, health)) = &st.last else {
             return match &st.running {
-                Some((n, ..)) => CheckOutcome::degraded(format!(
+                Some((n, ..)) => CheckOutcome::pending(format!(
                     "first cycle (#{n}) still running; no result yet"
                 )),
-                None => CheckOutcome::degraded("no cycle has run yet"),
+                None => CheckOutcome::pending("no cycle has run yet"),
             };
         };
         let ago = finished.elapsed().as_secs();

@@ -86,11 +86,11 @@ impl Agent for WikiAgent {
         }
         let api = setup.checks.reporter(
             "wikijs_api",
-            CheckOutcome::degraded(format!("Wiki.js at {} not checked yet", base.as_str())),
+            CheckOutcome::pending(format!("Wiki.js at {} not checked yet", base.as_str())),
         );
         let db = setup
             .checks
-            .reporter("state_db", CheckOutcome::degraded("not opened yet"));
+            .reporter("state_db", CheckOutcome::pending("not opened yet"));
         let dir = &setup.settings.state_dir;
         let store = if setup.self_check {
             // Read-only, create nothing: see the store module.
