@@ -1019,6 +1019,7 @@ async fn a_killed_daemon_interrupts_and_compensates_its_operations_at_restart() 
     // Step 2's `pveam list` (template absent) is quick; step 5's hangs.
     tools.faults(&["pveam list delay 1 once", "pveam list hang"]);
     let mut first = daemon::ChildDaemon::start(dir.path(), &tools, &[]).await;
+    let daemon_pid = first.pid;
     let c = first.client();
     let op = post_download(&c).await;
     let file = template_file(&tools);
@@ -1029,7 +1030,10 @@ async fn a_killed_daemon_interrupts_and_compensates_its_operations_at_restart() 
             .expect(200)
             .json();
         assert!(!o.status.is_final(), "ended before the kill: {o:?}");
-        (o.progress.step == 5 && file.is_file()).then_some(())
+        // Step 5 is announced just before its `pveam list` is spawned: wait
+        // for the process too, or the kill can land between the two.
+        (o.progress.step == 5 && file.is_file() && !daemon::descendants(daemon_pid).is_empty())
+            .then_some(())
     })
     .await;
 
