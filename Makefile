@@ -54,6 +54,8 @@ sandbox-down:
 	@bash scripts/fakes-down.sh
 	@if [ -x $(SANDBOX_BIN)/pve-sandbox ]; then $(SANDBOX_BIN)/pve-sandbox down; \
 	 else echo "sandbox-down: no sandbox binary; nothing to do"; fi
+	@# The demo daemon's records describe the containers just removed.
+	@rm -rf target/demo/state
 
 daemon-bin:
 	$(CARGO) build --release -p oneld --bins
