@@ -9,11 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use agent_runtime::testing::{
-    closed_port_url, free_port, get_json, load_transcript, run_to_end, wait_for, write_file,
+    closed_port_url, get_json, load_transcript, run_to_end, terminate, write_file, AgentEnv,
     AgentProcess, ReplayServer,
 };
 use serde_json::Value;
@@ -26,40 +26,20 @@ fn transcript() -> Vec<agent_runtime::testing::Exchange> {
     )
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    port: u16,
-}
-
 /// A config + secrets pair in a temp dir; `token` goes into the secrets file.
-fn env(url: &str, token: &str, extra_config: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let state = dir.path().join("state");
-    let secrets = dir.path().join("secrets.toml");
-    let config = dir.path().join("config.toml");
-    // systemd's StateDirectory= creates it in production.
-    std::fs::create_dir(&state).unwrap();
-    write_file(&secrets, &format!("netbox_token = \"{token}\"\n"), 0o600);
-    write_file(
-        &config,
-        &format!(
-            "[service]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nsecrets_file = \"{}\"\ninterval_s = 3600\n{extra_config}\n[netbox]\nurl = \"{url}\"\ntimeout_s = 5\n",
-            state.display(),
-            secrets.display()
-        ),
-        0o644,
-    );
-    Env {
-        _dir: dir,
-        config,
-        port,
-    }
+fn env(url: &str, token: &str, extra_config: &str) -> AgentEnv {
+    AgentEnv::new(
+        tempfile::tempdir().unwrap(),
+        &format!("netbox_token = \"{token}\"\n"),
+        0o600,
+        extra_config,
+        "netbox",
+        url,
+    )
 }
 
-fn cfg(e: &Env) -> String {
-    e.config.display().to_string()
+fn cfg(e: &AgentEnv) -> String {
+    e.config_arg()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,24 +187,8 @@ async fn once_exits_with_the_cycle_status() {
 }
 
 /// Starts the agent and waits until its first cycle has been recorded.
-async fn serve(e: &Env) -> (AgentProcess, u16, Value) {
-    let agent = AgentProcess::spawn(BIN, &["--config", &cfg(e)]);
-    let port = e.port;
-    let health = wait_for(
-        "first cycle in /health",
-        Duration::from_secs(15),
-        || async move {
-            let (code, body) = get_json(port, "/health").await?;
-            let msg = body["checks"]["work_loop"]["message"].as_str()?;
-            msg.starts_with("last cycle").then(|| {
-                let mut b = body.clone();
-                b["http_status"] = code.into();
-                b
-            })
-        },
-    )
-    .await;
-    (agent, port, health)
+async fn serve(e: &AgentEnv) -> (AgentProcess, u16, Value) {
+    e.serve(BIN).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,12 +249,9 @@ async fn sigterm_exits_zero_and_stops_listening() {
     let fake = ReplayServer::start(transcript()).await;
     let e = env(&fake.url(), "<LEGACY_TOKEN>", "");
     let (mut agent, port, _) = serve(&e).await;
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.pid().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+    let status = terminate(&mut agent, Duration::from_secs(10))
         .await
-        .expect("agent did not exit within 10 s of SIGTERM")
-        .unwrap();
+        .expect("agent did not exit within 10 s of SIGTERM");
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(get_json(port, "/health").await.is_none(), "still serving");
 }

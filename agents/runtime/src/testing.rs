@@ -192,3 +192,107 @@ pub async fn run_to_end(binary: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// An agent's config and secrets in a directory the env owns (a temp dir,
+/// removed when the env is dropped), with a free port to listen on and an existing state dir (systemd's
+/// `StateDirectory=` creates it in production).
+#[derive(Debug)]
+pub struct AgentEnv {
+    _dir: Box<dyn std::fmt::Debug + Send + Sync>,
+    /// The config file.
+    pub config: std::path::PathBuf,
+    /// The state dir.
+    pub state: std::path::PathBuf,
+    /// The port the agent listens on.
+    pub port: u16,
+}
+
+impl AgentEnv {
+    /// Writes, in `dir`, `secrets.toml` (`secrets`, mode `secrets_mode`) and
+    /// `config.toml`: `[service]` on the free port with `interval_s = 3600`,
+    /// then `extra_config` (line 6), then `[upstream]` with `url` and
+    /// `timeout_s = 5`.
+    ///
+    /// # Panics
+    /// On I/O errors (test support only).
+    #[allow(clippy::unwrap_used)]
+    pub fn new<D>(
+        dir: D,
+        secrets: &str,
+        secrets_mode: u32,
+        extra_config: &str,
+        upstream: &str,
+        url: &str,
+    ) -> Self
+    where
+        D: AsRef<Path> + std::fmt::Debug + Send + Sync + 'static,
+    {
+        let port = free_port();
+        let state = dir.as_ref().join("state");
+        let secrets_file = dir.as_ref().join("secrets.toml");
+        let config = dir.as_ref().join("config.toml");
+        std::fs::create_dir(&state).unwrap();
+        write_file(&secrets_file, secrets, secrets_mode);
+        write_file(
+            &config,
+            &format!(
+                "[service]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nsecrets_file = \"{}\"\ninterval_s = 3600\n{extra_config}\n[{upstream}]\nurl = \"{url}\"\ntimeout_s = 5\n",
+                state.display(),
+                secrets_file.display()
+            ),
+            0o644,
+        );
+        Self {
+            _dir: Box::new(dir),
+            config,
+            state,
+            port,
+        }
+    }
+
+    /// The config path as a command-line argument.
+    pub fn config_arg(&self) -> String {
+        self.config.display().to_string()
+    }
+
+    /// Starts `binary --config <config>` and waits until its first cycle is
+    /// recorded in `/health`: the process, its port and that `/health` body
+    /// with the HTTP status added as `http_status`.
+    pub async fn serve(&self, binary: &str) -> (AgentProcess, u16, serde_json::Value) {
+        let agent = AgentProcess::spawn(binary, &["--config", &self.config_arg()]);
+        let port = self.port;
+        let health = wait_for(
+            "first cycle in /health",
+            std::time::Duration::from_secs(15),
+            || async move {
+                let (code, body) = get_json(port, "/health").await?;
+                let msg = body["checks"]["work_loop"]["message"].as_str()?;
+                msg.starts_with("last cycle").then(|| {
+                    let mut b = body.clone();
+                    b["http_status"] = code.into();
+                    b
+                })
+            },
+        )
+        .await;
+        (agent, port, health)
+    }
+}
+
+/// Sends SIGTERM to `agent` and waits at most `within` for it to exit: its
+/// exit status, `None` when it did not exit in time.
+///
+/// # Panics
+/// When the signal cannot be sent or waiting fails (test support only).
+#[allow(clippy::unwrap_used)]
+pub async fn terminate(
+    agent: &mut AgentProcess,
+    within: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.pid().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::timeout(within, agent.child.wait())
+        .await
+        .ok()
+        .map(Result::unwrap)
+}

@@ -9,12 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use agent_runtime::testing::{
-    closed_port_url, free_port, get_json, load_transcript, run_to_end, wait_for, write_file,
-    AgentProcess, ReplayServer,
+    closed_port_url, get_json, load_transcript, run_to_end, terminate, AgentEnv, AgentProcess,
+    ReplayServer,
 };
 use serde_json::Value;
 
@@ -26,40 +26,19 @@ fn transcript() -> Vec<agent_runtime::testing::Exchange> {
     )
 }
 
-struct Env {
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    state: PathBuf,
-    port: u16,
+fn env(url: &str, key: &str) -> AgentEnv {
+    AgentEnv::new(
+        tempfile::tempdir().unwrap(),
+        &format!("wikijs_api_key = \"{key}\"\n"),
+        0o400,
+        "",
+        "wikijs",
+        url,
+    )
 }
 
-fn env(url: &str, key: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let secrets = dir.path().join("secrets.toml");
-    let config = dir.path().join("config.toml");
-    write_file(&secrets, &format!("wikijs_api_key = \"{key}\"\n"), 0o400);
-    write_file(
-        &config,
-        &format!(
-            "[service]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nsecrets_file = \"{}\"\ninterval_s = 3600\n\n[wikijs]\nurl = \"{url}\"\ntimeout_s = 5\n",
-            state.display(),
-            secrets.display()
-        ),
-        0o644,
-    );
-    Env {
-        _dir: dir,
-        config,
-        state,
-        port,
-    }
-}
-
-fn cfg(e: &Env) -> String {
-    e.config.display().to_string()
+fn cfg(e: &AgentEnv) -> String {
+    e.config_arg()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,24 +90,8 @@ async fn once_then_self_check() {
     );
 }
 
-async fn serve(e: &Env) -> (AgentProcess, u16, Value) {
-    let agent = AgentProcess::spawn(BIN, &["--config", &cfg(e)]);
-    let port = e.port;
-    let health = wait_for(
-        "first cycle in /health",
-        Duration::from_secs(15),
-        || async move {
-            let (code, body) = get_json(port, "/health").await?;
-            let msg = body["checks"]["work_loop"]["message"].as_str()?;
-            msg.starts_with("last cycle").then(|| {
-                let mut b = body.clone();
-                b["http_status"] = code.into();
-                b
-            })
-        },
-    )
-    .await;
-    (agent, port, health)
+async fn serve(e: &AgentEnv) -> (AgentProcess, u16, Value) {
+    e.serve(BIN).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,12 +116,9 @@ async fn health_status_codes_and_status_endpoint() {
     let (code, _) = get_json(port, "/status").await.unwrap();
     assert_eq!(code, 404);
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(agent.pid().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let st = tokio::time::timeout(Duration::from_secs(10), agent.child.wait())
+    let st = terminate(&mut agent, Duration::from_secs(10))
         .await
-        .expect("no exit within 10 s of SIGTERM")
-        .unwrap();
+        .expect("no exit within 10 s of SIGTERM");
     assert_eq!(st.code(), Some(0));
 
     // Wiki.js down: degraded, 200.
