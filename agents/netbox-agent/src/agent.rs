@@ -5,15 +5,14 @@
 //! default config scans nothing, and `Config::validate` refuses enabling a
 //! source that does not exist.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use agent_runtime::config::Invalid;
+use agent_runtime::health::LastCheck;
 use agent_runtime::http_client::BaseUrl;
 use agent_runtime::run::{AgentInfo, BuildError, Setup};
 use agent_runtime::{
-    Agent, CheckOutcome, CycleContext, CycleError, CycleReport, Reporter, Secret, ServiceConfig,
-    Worker,
+    Agent, CycleContext, CycleError, CycleReport, Reporter, Secret, ServiceConfig, Worker,
 };
 
 use crate::config::{Config, Secrets};
@@ -25,7 +24,7 @@ pub struct NetboxAgent {
     token: Secret,
     timeout: Duration,
     api: Reporter,
-    last: Mutex<Option<(ApiCheck, String)>>,
+    last: LastCheck<ApiCheck>,
     sources: Vec<(&'static str, bool)>,
 }
 
@@ -33,14 +32,9 @@ impl NetboxAgent {
     async fn check_netbox(&self) -> ApiCheck {
         let result = netbox::check(&self.base, &self.token, self.timeout).await;
         self.api.set(result.outcome(self.base.as_str()));
-        let at = agent_runtime::health::rfc3339(time_now());
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((result.clone(), at));
+        self.last.record(&result);
         result
     }
-}
-
-fn time_now() -> time::OffsetDateTime {
-    time::OffsetDateTime::now_utc()
 }
 
 impl Agent for NetboxAgent {
@@ -63,18 +57,14 @@ impl Agent for NetboxAgent {
     }
 
     fn build(setup: Setup<Config, Secrets>) -> Result<Self, BuildError> {
-        let base = BaseUrl::parse(&setup.config.netbox.url)
-            .map_err(|e| Invalid::new("netbox.url", e.to_string()))?;
-        if setup.secrets.netbox_token.is_blank() {
-            return Err(BuildError::Failed(format!(
-                "netbox_token in {} is empty",
-                setup.settings.secrets_file.display()
-            )));
-        }
-        let api = setup.checks.reporter(
+        let (base, api) = setup.upstream(
+            "netbox.url",
+            &setup.config.netbox.url,
+            "netbox_token",
+            &setup.secrets.netbox_token,
             "netbox_api",
-            CheckOutcome::pending(format!("NetBox at {} not checked yet", base.as_str())),
-        );
+            "NetBox",
+        )?;
         Ok(Self {
             sources: setup
                 .config
@@ -87,7 +77,7 @@ impl Agent for NetboxAgent {
             token: setup.secrets.netbox_token,
             timeout: Duration::from_secs(setup.config.netbox.timeout_s),
             api,
-            last: Mutex::new(None),
+            last: LastCheck::default(),
         })
     }
 }
@@ -119,25 +109,16 @@ impl Worker for NetboxAgent {
     }
 
     fn status(&self) -> serde_json::Value {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let (result, at) = match last.as_ref() {
-            None => (serde_json::Value::Null, None),
-            Some((
-                ApiCheck::Ok {
-                    version,
-                    api_version,
-                    workers,
-                },
-                at,
-            )) => (
+        let (result, at) = self.last.status(|check| match check {
+            ApiCheck::Ok {
+                version,
+                api_version,
+                workers,
+            } => Ok(
                 serde_json::json!({"ok": true, "netbox_version": version, "api_version": api_version, "rq_workers_running": workers}),
-                Some(at.clone()),
             ),
-            Some((other, at)) => (
-                serde_json::json!({"ok": false, "error": other.error().map(|e| e.to_string())}),
-                Some(at.clone()),
-            ),
-        };
+            other => Err(other.error().map(|e| e.to_string())),
+        });
         serde_json::json!({
             "netbox": {"url": self.base.as_str(), "last_check": result, "last_checked_at": at},
             "sources": self.sources.iter().map(|(n, on)| {

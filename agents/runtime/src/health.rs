@@ -222,6 +222,43 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// An agent's last upstream check result and when it was taken (RFC 3339),
+/// for its status document.
+#[derive(Debug)]
+pub struct LastCheck<T>(Mutex<Option<(T, String)>>);
+
+impl<T> Default for LastCheck<T> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> LastCheck<T> {
+    /// Remembers `result`, taken now.
+    pub fn record(&self, result: &T) {
+        let at = rfc3339(OffsetDateTime::now_utc());
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((result.clone(), at));
+    }
+
+    /// `(last_check, last_checked_at)`: `(null, None)` before the first
+    /// check; else what `describe` makes of a good result, or
+    /// `{"ok": false, "error": …}` with the error it gives for a bad one.
+    pub fn status(
+        &self,
+        describe: impl FnOnce(&T) -> Result<serde_json::Value, Option<String>>,
+    ) -> (serde_json::Value, Option<String>) {
+        let last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match last.as_ref() {
+            None => (serde_json::Value::Null, None),
+            Some((result, at)) => (
+                describe(result)
+                    .unwrap_or_else(|error| serde_json::json!({"ok": false, "error": error})),
+                Some(at.clone()),
+            ),
+        }
+    }
+}
+
 impl Checks {
     /// An empty registry for agent `service` at `version`.
     pub fn new(service: &'static str, version: &'static str) -> Self {

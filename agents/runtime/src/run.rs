@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::Cli;
 use crate::config::{self, ConfigError, Invalid, ServiceConfig, ServiceSettings};
-use crate::health::{CheckOutcome, Checks, Health, StateDirWritable};
+use crate::health::{CheckOutcome, Checks, Health, Reporter, StateDirWritable};
+use crate::http_client::BaseUrl;
 use crate::secrets::{self, SecretsError};
 use crate::server::{self, Endpoints};
 use crate::worker::{
@@ -64,6 +65,38 @@ pub struct Setup<C, S> {
     pub dry_run: bool,
     /// `--self-check`: the agent must not create or change local state.
     pub self_check: bool,
+}
+
+impl<C, S> Setup<C, S> {
+    /// The upstream API an agent checks: `url` parsed (an error names
+    /// `url_key`), `credential` refused when blank (named `credential_key`,
+    /// with the secrets file), and the `check` reporter, pending until
+    /// `service` is first checked.
+    ///
+    /// # Errors
+    /// A bad URL or a blank credential.
+    pub fn upstream(
+        &self,
+        url_key: &str,
+        url: &str,
+        credential_key: &str,
+        credential: &crate::Secret,
+        check: &str,
+        service: &str,
+    ) -> Result<(BaseUrl, Reporter), BuildError> {
+        let base = BaseUrl::parse(url).map_err(|e| Invalid::new(url_key, e.to_string()))?;
+        if credential.is_blank() {
+            return Err(BuildError::Failed(format!(
+                "{credential_key} in {} is empty",
+                self.settings.secrets_file.display()
+            )));
+        }
+        let api = self.checks.reporter(
+            check,
+            CheckOutcome::pending(format!("{service} at {} not checked yet", base.as_str())),
+        );
+        Ok((base, api))
+    }
 }
 
 /// An agent could not be built.

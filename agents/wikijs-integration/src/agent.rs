@@ -6,11 +6,11 @@
 //! the database cannot be opened, fails `PRAGMA integrity_check` at start, or
 //! its last write failed; a database in that state is never written to.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agent_runtime::config::Invalid;
-use agent_runtime::health::rfc3339;
+use agent_runtime::health::{rfc3339, LastCheck};
 use agent_runtime::http_client::BaseUrl;
 use agent_runtime::run::{AgentInfo, BuildError, Setup};
 use agent_runtime::{
@@ -32,7 +32,7 @@ pub struct WikiAgent {
     db: Reporter,
     /// `Err` holds why the database is unusable.
     store: Result<Arc<Store>, String>,
-    last: Mutex<Option<(ApiCheck, String)>>,
+    last: LastCheck<ApiCheck>,
 }
 
 /// Opens the database for serving: open, integrity check, then migrate.
@@ -76,18 +76,14 @@ impl Agent for WikiAgent {
     }
 
     fn build(setup: Setup<Config, Secrets>) -> Result<Self, BuildError> {
-        let base = BaseUrl::parse(&setup.config.wikijs.url)
-            .map_err(|e| Invalid::new("wikijs.url", e.to_string()))?;
-        if setup.secrets.wikijs_api_key.is_blank() {
-            return Err(BuildError::Failed(format!(
-                "wikijs_api_key in {} is empty",
-                setup.settings.secrets_file.display()
-            )));
-        }
-        let api = setup.checks.reporter(
+        let (base, api) = setup.upstream(
+            "wikijs.url",
+            &setup.config.wikijs.url,
+            "wikijs_api_key",
+            &setup.secrets.wikijs_api_key,
             "wikijs_api",
-            CheckOutcome::pending(format!("Wiki.js at {} not checked yet", base.as_str())),
-        );
+            "Wiki.js",
+        )?;
         let db = setup
             .checks
             .reporter("state_db", CheckOutcome::pending("not opened yet"));
@@ -135,7 +131,7 @@ impl Agent for WikiAgent {
             api,
             db,
             store,
-            last: Mutex::new(None),
+            last: LastCheck::default(),
         })
     }
 }
@@ -144,8 +140,7 @@ impl WikiAgent {
     async fn check_wiki(&self) -> ApiCheck {
         let result = wikijs::check(&self.base, &self.key, self.timeout).await;
         self.api.set(result.outcome(self.base.as_str()));
-        let at = rfc3339(OffsetDateTime::now_utc());
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((result.clone(), at));
+        self.last.record(&result);
         result
     }
 }
@@ -207,18 +202,12 @@ impl Worker for WikiAgent {
     }
 
     fn status(&self) -> serde_json::Value {
-        let last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let (check, at) = match last.as_ref() {
-            None => (serde_json::Value::Null, None),
-            Some((ApiCheck::Ok { version, pages }, at)) => (
-                serde_json::json!({"ok": true, "wikijs_version": version, "pages_total": pages}),
-                Some(at.clone()),
-            ),
-            Some((other, at)) => (
-                serde_json::json!({"ok": false, "error": other.error().map(|e| e.to_string())}),
-                Some(at.clone()),
-            ),
-        };
+        let (check, at) = self.last.status(|check| match check {
+            ApiCheck::Ok { version, pages } => {
+                Ok(serde_json::json!({"ok": true, "wikijs_version": version, "pages_total": pages}))
+            }
+            other => Err(other.error().map(|e| e.to_string())),
+        });
         let state = match &self.store {
             Ok(store) => store
                 .summary()
