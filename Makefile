@@ -14,7 +14,7 @@ export PVE_SANDBOX_MIRROR
 TEMPLATE := debian-12-standard_12.12-1_amd64.tar.zst
 
 .PHONY: help deps build daemon-bin agents-bin fakes-bin sandbox-bin template sandbox sandbox-down demo \
-        test test-fast test-sandbox lint fmt bench man clean
+        test test-fast test-sandbox lint fmt bench man clean debs
 
 help:
 	@echo "make demo          set everything up and run the main job on the sandbox node"
@@ -26,6 +26,7 @@ help:
 	@echo "make sandbox       build the sandbox PVE node and bring it up"
 	@echo "make sandbox-down  remove every sandbox container, the bridge and dnsmasq"
 	@echo "make template      build the Debian 12 template into the appliance mirror"
+	@echo "make debs          fetch the nginx proxy's .deb files on the host into target/debs"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -70,6 +71,14 @@ agents-bin:
 fakes-bin:
 	$(CARGO) build --release -p fake-upstreams
 
+# The optional nginx proxy's packages (nginx-common, nginx: what the Debian 12
+# template lacks), fetched on the host with apt-get download, verified, digests
+# in SHA256SUMS. 1ldd fetches them itself when its [apps] packages_dir lacks
+# them; this prefetches for tests and the demo.
+DEBS_DIR ?= $(CURDIR)/target/debs
+debs: deps
+	@DEBS_DIR=$(DEBS_DIR) bash scripts/debs.sh
+
 demo: sandbox daemon-bin agents-bin fakes-bin
 	@bash scripts/demo.sh
 
@@ -87,7 +96,7 @@ test-fast:
 	$(CARGO) test --workspace
 
 # Sandbox tier: real LXC containers, real dnsmasq. Root only; never skips.
-test-sandbox: deps sandbox-bin agents-bin template
+test-sandbox: deps sandbox-bin agents-bin template debs
 	PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace -- --test-threads=1
 
 test: deps lint test-fast test-sandbox

@@ -140,6 +140,13 @@ pub struct AppsConfig {
     pub drift_interval_secs: u64,
     /// Where network devices are listed (bridges have a `bridge/` dir); only tests change it.
     pub sys_class_net: PathBuf,
+    /// Host cache of the `.deb` files pushed into containers for the optional
+    /// nginx proxy (`apt-get download` fills it when a package is missing;
+    /// `SHA256SUMS` in it records every file's digest).
+    pub packages_dir: PathBuf,
+    /// The packages the proxy installs: nginx plus exactly what the Debian 12
+    /// standard template lacks for it.
+    pub proxy_packages: Vec<String>,
 }
 
 impl Default for AppsConfig {
@@ -152,6 +159,11 @@ impl Default for AppsConfig {
             lease_timeout_secs: 60,
             drift_interval_secs: 300,
             sys_class_net: PathBuf::from("/sys/class/net"),
+            packages_dir: PathBuf::from(crate::paths::DEFAULT_PACKAGES_DIR),
+            proxy_packages: crate::deploy::proxy::DEFAULT_PACKAGES
+                .iter()
+                .map(|p| (*p).to_string())
+                .collect(),
         }
     }
 }
@@ -223,6 +235,21 @@ impl Config {
         }
         if !cfg.apps.agents_dir.is_absolute() {
             return Err(bad("apps.agents_dir", "must be an absolute path"));
+        }
+        if !cfg.apps.packages_dir.is_absolute() {
+            return Err(bad("apps.packages_dir", "must be an absolute path"));
+        }
+        if cfg.apps.proxy_packages.is_empty()
+            || !cfg
+                .apps
+                .proxy_packages
+                .iter()
+                .all(|p| crate::deploy::proxy::is_package_name(p))
+        {
+            return Err(bad(
+                "apps.proxy_packages",
+                "must list Debian package names ([a-z0-9][a-z0-9+.-]+)",
+            ));
         }
         if !cfg.api.socket.is_absolute() {
             return Err(bad("api.socket", "must be an absolute path"));

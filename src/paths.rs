@@ -18,6 +18,8 @@ pub const DEFAULT_SOCKET: &str = "/run/1ld/1ld.sock";
 pub const DEFAULT_APPS_DIR: &str = "/etc/1ld/apps.d";
 /// Default directory of the agent binaries pushed into containers.
 pub const DEFAULT_AGENTS_DIR: &str = "/usr/lib/1ld/agents";
+/// Default `[apps] packages_dir`: `.deb` files for the optional nginx proxy.
+pub const DEFAULT_PACKAGES_DIR: &str = "/var/cache/1ld/debs";
 
 /// The resolved paths of one daemon instance.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,6 +47,11 @@ pub struct Overrides {
     pub ip6: Option<String>,
     /// Start the container when the node boots.
     pub onboot: Option<bool>,
+    /// Serve the app through nginx inside the container, on port 80 in front
+    /// of the service port (the app's `[proxy]`; the packages come from the
+    /// host). Default: the app's `proxy.enabled` (off for the built-ins).
+    /// Read at deploy; apply keeps a deployment's proxy as it is.
+    pub proxy: Option<bool>,
 }
 
 /// `POST /v1/deployments`: deploy an app into a new container.

@@ -53,6 +53,38 @@ pub struct Manifest {
     /// How to upgrade in place.
     #[serde(default)]
     pub upgrade: UpgradeDef,
+    /// The optional nginx reverse proxy in the container.
+    #[serde(default)]
+    pub proxy: ProxyDef,
+}
+
+/// `[proxy]`: nginx in the container, serving `port` in front of the
+/// service port (health and status passed through). Off unless `enabled`
+/// or a deploy's `overrides.proxy` turns it on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyDef {
+    /// On by default for this app (default false: many homelabs run one
+    /// central proxy).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The port nginx listens on (default 80).
+    #[serde(default = "default_proxy_port")]
+    pub port: u16,
+    /// The service port it forwards to on 127.0.0.1 (default: the health
+    /// probe's port, else the first of `service.ports`).
+    #[serde(default)]
+    pub upstream_port: Option<u16>,
+}
+
+impl Default for ProxyDef {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            port: default_proxy_port(),
+            upstream_port: None,
+        }
+    }
 }
 
 /// `[container]`: what the app's container gets by default.
@@ -269,6 +301,9 @@ fn default_health_timeout() -> u64 {
 }
 fn default_interval_ms() -> u64 {
     500
+}
+fn default_proxy_port() -> u16 {
+    80
 }
 
 /// One problem in a manifest file.
@@ -653,6 +688,25 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
             format!("{} is outside 50..=60000", h.interval_ms),
         );
     }
+    let px = &m.proxy;
+    if px.port == 0 {
+        bad("proxy.port", "must be 1-65535".into());
+    }
+    match m.proxy_upstream() {
+        Some(0) => bad("proxy.upstream_port", "must be 1-65535".into()),
+        Some(u) if u == px.port => bad(
+            "proxy.upstream_port",
+            format!("{u} is the proxy's own port; give the service port"),
+        ),
+        None if px.enabled => bad(
+            "proxy.upstream_port",
+            "the proxy needs the service port (no health port and no service.ports)".into(),
+        ),
+        _ => {}
+    }
+    if s.ports.contains(&px.port) && px.enabled {
+        bad("proxy.port", format!("{} is also a service port", px.port));
+    }
     for (i, p) in m.data.paths.iter().enumerate() {
         if !is_safe_abs_path(p) {
             bad(
@@ -673,6 +727,17 @@ pub fn is_setting_key(k: &str) -> bool {
 }
 
 impl Manifest {
+    /// The service port the proxy forwards to: `[proxy] upstream_port`, else
+    /// the HTTP/TCP health port, else the first service port.
+    pub fn proxy_upstream(&self) -> Option<u16> {
+        self.proxy.upstream_port.or_else(|| {
+            matches!(self.health.kind, ProbeKind::Http | ProbeKind::Tcp)
+                .then_some(self.health.port)
+                .flatten()
+                .or_else(|| self.service.ports.first().copied())
+        })
+    }
+
     /// The tags every container of this app gets: `1ld`, `1ld-<app>`, then
     /// the manifest's, without duplicates.
     pub fn tags(&self) -> Vec<String> {
@@ -730,6 +795,27 @@ mod tests {
         assert_eq!(parse_mode("0640"), Some(0o640));
         assert_eq!(parse_mode("9"), None);
         assert_eq!(parse_mode("17777"), None);
+    }
+
+    #[test]
+    fn proxy_section_defaults_and_checks() {
+        let nb = include_str!("builtin/netbox-agent.toml");
+        let m = parse(nb).expect("built-in");
+        assert!(!m.proxy.enabled);
+        assert_eq!((m.proxy.port, m.proxy_upstream()), (80, Some(8080)));
+        let bad = nb.replace(
+            "[proxy]\nenabled = false\nport = 80\nupstream_port = 8080",
+            "[proxy]\nenabled = true\nport = 8080\nupstream_port = 8080",
+        );
+        assert_ne!(bad, nb, "the built-in has a [proxy] section");
+        let e = parse(&bad).unwrap_err();
+        let keys: Vec<_> = e.iter().filter_map(|e| e.key.as_deref()).collect();
+        assert!(
+            keys.contains(&"proxy.upstream_port") && keys.contains(&"proxy.port"),
+            "{e:?}"
+        );
+        let e = parse(&nb.replace("upstream_port = 8080", "upstream = 1")).unwrap_err();
+        assert!(e[0].message.contains("unknown field `upstream`"), "{e:?}");
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`spec`]: validation (every problem at once) and the [`crate::api::Plan`];
 //! - [`install`]: the service user, files and unit inside the container;
 //! - [`probe`]: health probes and the deploy gate;
+//! - [`proxy`]: the optional nginx in front of the service (packages from
+//!   the host cache, the rendered site);
 //! - [`drift`]: comparing a container with its recorded spec;
 //! - [`view`]: the API view of a deployment (live state, ip, health);
 //! - [`logs`]: the service's journal (`GET /v1/deployments/{name}/logs`);
@@ -30,6 +32,7 @@ pub mod install;
 pub mod logs;
 pub mod net;
 pub mod probe;
+pub mod proxy;
 pub mod reconcile;
 pub mod spec;
 pub mod view;

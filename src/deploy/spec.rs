@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::facts::{active, HostFacts};
+use super::proxy::{self, ProxySpec};
 use crate::api::{DeployRequest, Overrides, Plan, PlanFile, Resources, RESERVED_NAMES};
 use crate::apps::manifest::{is_dns_label, parse_mode, DirDef, HealthDef};
 use crate::apps::render::{fingerprint, Template};
@@ -101,6 +102,8 @@ pub struct DeploySpec {
     pub config_hash: String,
     /// Keep the container when the deploy fails.
     pub keep_on_failure: bool,
+    /// The nginx proxy in front of the service, when on.
+    pub proxy: Option<ProxySpec>,
 }
 
 /// The steps of a deploy, in order (also the operation's progress names).
@@ -513,6 +516,21 @@ pub fn build(
             }
         }
     };
+    let proxy = if req.overrides.proxy.unwrap_or(m.proxy.enabled) {
+        let px = ProxySpec::of(m, res.ip6 != "none").map(|mut p| {
+            p.packages = cfg.proxy_packages.clone();
+            p
+        });
+        if px.is_none() {
+            errs.push(FieldError::new(
+                "overrides.proxy",
+                format!("app '{}' has no service port for the proxy to forward to; its manifest needs [proxy] upstream_port", m.name),
+            ));
+        }
+        px
+    } else {
+        None
+    };
     for f in &m.files {
         if let Some(a) = &f.agent {
             let p = cfg.agents_dir.join(a);
@@ -533,6 +551,12 @@ pub fn build(
         .iter()
         .filter_map(|f| Features::parse(f).ok())
         .fold(Features::default(), merge_features);
+    let mut tags = m.tags();
+    let mut health = m.health.clone();
+    if let Some(px) = &proxy {
+        tags.push(proxy::TAG.to_string());
+        health = px.health(&health);
+    }
     Ok(DeploySpec {
         name,
         app: m.name.clone(),
@@ -545,15 +569,16 @@ pub fn build(
         resources: res,
         unprivileged: c.unprivileged,
         features,
-        tags: m.tags(),
+        tags,
         user: m.service.user.clone(),
         unit: m.service.unit.clone(),
         dirs: m.dirs.clone(),
         files,
-        health: m.health.clone(),
+        health,
         settings,
         config_hash,
         keep_on_failure: req.keep_on_failure,
+        proxy,
     })
 }
 
@@ -634,6 +659,39 @@ impl DeploySpec {
         {
             warnings.push("the app's health gate accepts 'degraded' (its upstream may be unreachable); the deployment then shows degraded".into());
         }
+        let mut files: Vec<PlanFile> = self
+            .files
+            .iter()
+            .map(|f| PlanFile {
+                path: f.path.clone(),
+                source: f.source.clone(),
+                mode: format!("{:04o}", f.mode),
+                owner: format!("{}:{}", f.owner, f.group),
+                secret: f.secret,
+            })
+            .collect();
+        if let Some(px) = &self.proxy {
+            warnings.push(format!(
+                "proxy: nginx on port {} in front of 127.0.0.1:{}, installed from .deb files in the host's [apps] packages_dir (fetched with apt-get download when missing); the health gate probes port {}",
+                px.port, px.upstream_port, px.port
+            ));
+            for name in &px.packages {
+                files.push(PlanFile {
+                    path: format!("{}/{name}_<version>.deb", proxy::CT_DEB_DIR),
+                    source: format!("package:{name}"),
+                    mode: "0600".into(),
+                    owner: "root:root".into(),
+                    secret: false,
+                });
+            }
+            files.push(PlanFile {
+                path: proxy::CONF_PATH.to_string(),
+                source: "proxy".into(),
+                mode: "0644".into(),
+                owner: "root:root".into(),
+                secret: false,
+            });
+        }
         Plan {
             app: self.app.clone(),
             app_version: self.app_version.clone(),
@@ -643,17 +701,7 @@ impl DeploySpec {
             template: self.template.volid.clone(),
             template_download: self.template.download.is_some(),
             pct_create,
-            files: self
-                .files
-                .iter()
-                .map(|f| PlanFile {
-                    path: f.path.clone(),
-                    source: f.source.clone(),
-                    mode: format!("{:04o}", f.mode),
-                    owner: format!("{}:{}", f.owner, f.group),
-                    secret: f.secret,
-                })
-                .collect(),
+            files,
             steps: STEPS.iter().map(|s| s.to_string()).collect(),
             settings: self.settings.masked(),
             config_hash: self.config_hash.clone(),

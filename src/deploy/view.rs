@@ -76,14 +76,16 @@ pub async fn live(
     let health = match (state, catalog.get(&rec.app)) {
         (ContainerState::Running, Some(app)) => {
             let ip = rec.ip.as_deref().and_then(|s| s.parse().ok());
-            let r = super::probe::probe_once(
-                &app.manifest.health,
-                pve,
-                rec.vmid,
-                ip,
-                LIVE_PROBE_TIMEOUT,
-            )
-            .await;
+            // A deployment with the proxy is probed through it.
+            let def = if rec.spec.tags.iter().any(|t| t == super::proxy::TAG) {
+                super::proxy::ProxySpec::of(&app.manifest, false).map_or_else(
+                    || app.manifest.health.clone(),
+                    |p| p.health(&app.manifest.health),
+                )
+            } else {
+                app.manifest.health.clone()
+            };
+            let r = super::probe::probe_once(&def, pve, rec.vmid, ip, LIVE_PROBE_TIMEOUT).await;
             HealthSummary {
                 status: r.status,
                 checked_at: Some(rfc3339(now_ms())),

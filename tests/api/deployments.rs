@@ -171,6 +171,79 @@ async fn dry_run_plans_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn dry_run_with_the_proxy_plans_nginx_in_front() {
+    let (d, _net) = fast_daemon(|_| {});
+    let c = d.client();
+    let plan: Plan = c
+        .post(
+            "/v1/deployments",
+            &nb_request(
+                json!({"dry_run": true, "overrides": {"bridge": "vmbr1ldt", "proxy": true}}),
+            ),
+        )
+        .await
+        .expect(200)
+        .json();
+    let argv = plan.pct_create.join(" ");
+    assert!(
+        argv.contains("--tags 1ld;1ld-netbox-agent;1ld-proxy;netbox"),
+        "{argv}"
+    );
+    let files: Vec<(&str, &str)> = plan
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.source.as_str()))
+        .collect();
+    for want in [
+        (
+            "/root/1ld-debs/nginx-common_<version>.deb",
+            "package:nginx-common",
+        ),
+        ("/root/1ld-debs/nginx_<version>.deb", "package:nginx"),
+        ("/etc/nginx/conf.d/1ld-proxy.conf", "proxy"),
+    ] {
+        assert!(files.contains(&want), "{want:?} not in {files:?}");
+    }
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("nginx on port 80 in front of 127.0.0.1:8080")),
+        "{:?}",
+        plan.warnings
+    );
+    // Off by default: no tag, no nginx.
+    let plan: Plan = c
+        .post("/v1/deployments", &nb_request(json!({"dry_run": true})))
+        .await
+        .expect(200)
+        .json();
+    assert!(!plan.pct_create.join(" ").contains("1ld-proxy"));
+    assert!(!plan.files.iter().any(|f| f.path.contains("nginx")));
+    // An app without a port to put it in front of is refused.
+    let dir = d.config.apps.dir.clone();
+    std::fs::create_dir_all(&dir).expect("apps.d");
+    let m = include_str!("../../src/apps/builtin/netbox-agent.toml")
+        .replace("name = \"netbox-agent\"", "name = \"nb-exec\"")
+        .replace("ports = [8080]", "ports = []")
+        .replace("upstream_port = 8080\n", "")
+        .replace(
+            "kind = \"http\"\nport = 8080\npath = \"/health\"",
+            "kind = \"exec\"\ncommand = [\"netbox-agent\", \"--self-check\"]",
+        )
+        .replace("json_field = \"status\"\n", "")
+        .replace("status_path = \"/status\"\n", "");
+    std::fs::write(dir.join("nb-exec.toml"), m).expect("manifest");
+    let mut req =
+        nb_request(json!({"dry_run": true, "overrides": {"bridge": "vmbr1ldt", "proxy": true}}));
+    req["app"] = json!("nb-exec");
+    let (_, msg) = c.post("/v1/deployments", &req).await.expect(400).error();
+    assert!(
+        msg.contains("overrides.proxy: app 'nb-exec' has no service port"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn every_problem_is_reported_at_once_naming_the_field() {
     let (d, _net) = fast_daemon(|_| {});
     let c = d.client();
@@ -425,6 +498,9 @@ impl Node {
         let root = node.path("");
         let bin_holder = tempfile::tempdir().expect("tmp");
         let bin = wrappers(bin_holder.path(), &root);
+        // An empty package cache: a deploy with the proxy makes the daemon
+        // fetch nginx on the host itself.
+        let packages = bin_holder.path().join("debs");
         std::mem::forget(bin_holder);
         let daemon = Daemon::with(Options {
             sandbox: false,
@@ -433,6 +509,7 @@ impl Node {
                 c.pve.command_timeout_secs = 60;
                 c.pve.long_command_timeout_secs = 300;
                 c.apps.agents_dir = agents_dir();
+                c.apps.packages_dir = packages;
                 c.apps.lease_timeout_secs = 20;
                 c.apps.drift_interval_secs = 0;
             }),
@@ -1008,4 +1085,125 @@ async fn root_adopt_a_hand_made_container() {
     assert!(un.is_empty());
     // Nothing was installed: the container is as it was.
     assert!(n.exec(150, &["ls", "/etc/netbox-agent"]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_proxy_nginx_in_front_of_the_agent() {
+    if !root_tier(
+        "root_proxy_nginx_in_front_of_the_agent",
+        "containers need root",
+    ) {
+        return;
+    }
+    let n = Node::up("sbxdep4", "10.213.85.0/24").with_upstreams().await;
+    let c = n.client();
+    let mut req = n.request("netbox-agent", "px");
+    req["overrides"]["proxy"] = json!(true);
+    let t = Instant::now();
+    let (op, log) = deploy(&c, &req).await;
+    assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
+    eprintln!(
+        "deploy netbox-agent with the proxy (packages fetched on the host): {:.1}s",
+        t.elapsed().as_secs_f32()
+    );
+    // The daemon filled its empty cache on the host, verified, recorded.
+    assert!(
+        log.contains("fetching nginx-common, nginx on the host with apt-get download"),
+        "{log}"
+    );
+    assert!(log.contains("installed nginx-common 1.22"), "{log}");
+    assert!(
+        log.contains("nginx.service enabled and started: port 80 → 127.0.0.1:8080"),
+        "{log}"
+    );
+    let sums = std::fs::read_to_string(n.daemon.config.apps.packages_dir.join("SHA256SUMS"))
+        .expect("SHA256SUMS");
+    assert_eq!(sums.lines().count(), 2, "{sums}");
+    // The gate went through port 80.
+    let dep: Deployment = c.get("/v1/deployments/px").await.expect(200).json();
+    assert_eq!(dep.health.status, HealthStatus::Healthy, "{dep:?}\n{log}");
+    let ip: std::net::Ipv4Addr = dep.ip.as_deref().expect("ip").parse().expect("ipv4");
+    let port80 = std::net::SocketAddr::from((ip, 80));
+    assert!(
+        log.contains("health probe 1") && log.contains("Healthy: HTTP 200, status=healthy"),
+        "{log}"
+    );
+    // From the host, through nginx: the agent's own health JSON and status.
+    let get = |path: &'static str| async move {
+        oneld::deploy::probe::http_get(port80, path, Duration::from_secs(5))
+            .await
+            .expect("an answer on port 80")
+    };
+    let (code, body) = get("/health").await;
+    assert_eq!(code, 200);
+    let health: Value = serde_json::from_slice(&body).expect("health JSON");
+    assert_eq!(
+        (health["status"].as_str(), health["service"].as_str()),
+        (Some("healthy"), Some("netbox-agent")),
+        "{health}"
+    );
+    assert_eq!(health["starting"], json!(false), "{health}");
+    assert!(health["checks"]["netbox_api"].is_object(), "{health}");
+    let (code, body) = get("/status").await;
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_slice(&body).expect("status JSON");
+    assert_eq!(status["service"], json!("netbox-agent"), "{status}");
+    // Other paths pass through too (the agent's own 404).
+    let (code, _) = get("/nope").await;
+    assert_eq!(code, 404);
+    // Both units enabled and running; the default site is gone.
+    assert_eq!(
+        n.exec(
+            dep.vmid,
+            &[
+                "systemctl",
+                "is-enabled",
+                "nginx.service",
+                "netbox-agent.service"
+            ]
+        ),
+        "enabled\nenabled\n"
+    );
+    assert_eq!(
+        n.exec(dep.vmid, &["systemctl", "is-active", "nginx.service"]),
+        "active\n"
+    );
+    assert!(n
+        .exec(dep.vmid, &["ls", "/etc/nginx/sites-enabled", "/root"])
+        .lines()
+        .all(|l| !l.contains("default") && !l.contains("1ld-debs")));
+    let cfgd = n.pct(&["config", &dep.vmid.to_string()]);
+    assert!(
+        String::from_utf8_lossy(&cfgd.stdout).contains("1ld-proxy"),
+        "the tag records the proxy"
+    );
+
+    // Off by default: port 80 is closed, nginx is not installed.
+    let (op, log) = deploy(&c, &n.request("netbox-agent", "plain")).await;
+    assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
+    let plain: Deployment = c.get("/v1/deployments/plain").await.expect(200).json();
+    assert_eq!(plain.health.status, HealthStatus::Healthy, "{plain:?}");
+    let pip: std::net::Ipv4Addr = plain.ip.as_deref().expect("ip").parse().expect("ipv4");
+    let refused = tokio::net::TcpStream::connect((pip, 80)).await;
+    assert!(refused.is_err(), "port 80 answers without the proxy");
+    assert!(!log.contains("nginx"), "{log}");
+    assert!(n
+        .exec(plain.vmid, &["ls", "/usr/sbin"])
+        .lines()
+        .all(|l| l != "nginx"));
+    n.upstreams().assert_used_cleanly();
+
+    // Destroy takes nginx with the container.
+    for name in ["px", "plain"] {
+        let op: Operation = c
+            .delete(&format!("/v1/deployments/{name}?purge=true"))
+            .await
+            .expect(202)
+            .json();
+        assert_eq!(
+            finish(&c, &op.id, Duration::from_secs(60)).await.status,
+            OpStatus::Succeeded
+        );
+    }
+    assert!(n.vmids().is_empty(), "{:?}", n.vmids());
 }

@@ -13,6 +13,11 @@
 //! `keep_on_failure`; it releases the vmid reservation. Secret values are
 //! stored only when the deployment is recorded, so a failed deploy leaves
 //! none behind. Lock key: `deployment/<name>`.
+//!
+//! With the optional proxy ([`crate::deploy::proxy`]): step 3 also makes
+//! sure the host's package cache holds nginx, step 7 installs it and its
+//! site, step 8 enables and starts it, and the gate probes through it. It
+//! lives only in the container, so the compensation's destroy removes it.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -22,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{EventType, HealthSummary, IntendedState};
 use crate::deploy::spec::{op_marker, DeploySpec, STEPS};
-use crate::deploy::{install, net, probe, step_error, Env};
+use crate::deploy::{install, net, probe, proxy, step_error, Env};
 use crate::error::Error;
 use crate::ops::{OpCtx, OpTask};
 use crate::pve::pct::DestroyOptions;
@@ -252,6 +257,14 @@ impl Deploy {
             .ensure_template(ctx, pve, spec)
             .await
             .map_err(wrap(3))?;
+        let packages = match &spec.proxy {
+            Some(px) => {
+                proxy::ensure_packages(&env.apps.packages_dir, &px.packages, &|l| ctx.log(l))
+                    .await
+                    .map_err(|e| wrap(3)(e.into()))?
+            }
+            None => Vec::new(),
+        };
         ctx.checkpoint()?;
 
         ctx.step(4, n, step(4));
@@ -315,6 +328,14 @@ impl Deploy {
         install::push_files(pve, vmid, &spec.dirs, &spec.files, &staging, &log)
             .await
             .map_err(|e| wrap(7)(e.into()))?;
+        if let Some(px) = &spec.proxy {
+            let conf = staging
+                .file(px.render(&spec.name).as_bytes())
+                .map_err(|e| wrap(7)(e.into()))?;
+            proxy::install(pve, vmid, &packages, &conf, &log)
+                .await
+                .map_err(|e| wrap(7)(e.into()))?;
+        }
         drop(staging);
         ctx.checkpoint()?;
 
@@ -323,6 +344,15 @@ impl Deploy {
             .await
             .map_err(|e| wrap(8)(e.into()))?;
         ctx.log(&format!("{} enabled and started", spec.unit));
+        if let Some(px) = &spec.proxy {
+            proxy::start(pve, vmid)
+                .await
+                .map_err(|e| wrap(8)(e.into()))?;
+            ctx.log(&format!(
+                "nginx.service enabled and started: port {} → 127.0.0.1:{}",
+                px.port, px.upstream_port
+            ));
+        }
         ctx.checkpoint()?;
 
         ctx.step(9, n, step(9));
