@@ -39,6 +39,16 @@ pub fn parse(set: &[(&str, &str)]) -> Result<Vec<Transcript>, Error> {
         .collect()
 }
 
+/// A fake's exchanges, ready to look up: the embedded `set`, then `extra`.
+pub(crate) fn recorded(
+    set: &[(&str, &str)],
+    extra: Vec<Transcript>,
+) -> Result<Vec<crate::transcript::Recorded>, Error> {
+    let mut transcripts = parse(set)?;
+    transcripts.extend(extra);
+    crate::transcript::prepare(&transcripts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use crate::lookup;
 use crate::secret::Secret;
-use crate::server::{describe_auth, serve, Answer, Handle, LiveRequest, Upstream};
-use crate::transcript::{prepare, Recorded, Transcript};
+use crate::server::{serve, Answer, Handle, LiveRequest, Upstream};
+use crate::transcript::{Recorded, Transcript};
 use crate::{fixtures, Error};
 
 const VALID: &str = "Bearer <TOKEN>";
@@ -52,10 +52,8 @@ impl HomeAssistant {
 
     /// The fake, ready to serve.
     pub fn build(self) -> Result<HomeAssistantFake, Error> {
-        let mut transcripts = fixtures::parse(fixtures::HOME_ASSISTANT)?;
-        transcripts.extend(self.extra);
         Ok(HomeAssistantFake {
-            recorded: prepare(&transcripts)?,
+            recorded: fixtures::recorded(fixtures::HOME_ASSISTANT, self.extra)?,
             token: self.token,
         })
     }
@@ -99,29 +97,14 @@ impl Upstream for HomeAssistantFake {
     fn answer(&self, req: &LiveRequest) -> Answer {
         let class = self.class(req.authorization());
         let candidates = [class.map(str::to_string)];
-        if let Some(r) = lookup::by_auth(&self.recorded, &candidates, |r| {
-            lookup::same_request(r, req)
-        }) {
-            return lookup::replay(r);
-        }
-        let known = lookup::known_route(&self.recorded, req);
-        if class != Some(VALID) && known {
-            if let Some(r) = lookup::by_auth(&self.recorded, &candidates, |r| {
-                r.exchange.response.status == 401
-            }) {
-                return lookup::replay_auth_failure(r);
-            }
-        }
-        Answer::Unrecorded {
-            reason: format!(
-                "no exchange recorded for this request ({}){}",
-                describe_auth(req.authorization()),
-                if known {
-                    "; the route was recorded, but with another query, body or token"
-                } else {
-                    "; nothing was recorded for this method and path"
-                }
-            ),
-        }
+        lookup::answer_after_auth(
+            &self.recorded,
+            req,
+            &candidates,
+            class != Some(VALID),
+            401,
+            "",
+            "token",
+        )
     }
 }

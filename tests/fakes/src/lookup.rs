@@ -1,6 +1,6 @@
 //! Finding the recorded exchange for a live request, shared by the fakes.
 
-use crate::server::{Answer, LiveRequest};
+use crate::server::{describe_auth, Answer, LiveRequest};
 use crate::transcript::Recorded;
 
 /// The first recorded exchange, trying `auths` in order (`None` = recorded
@@ -56,5 +56,44 @@ pub(crate) fn replay_auth_failure(r: &Recorded) -> Answer {
         reply: r.reply.clone(),
         from: format!("{} (authentication failure, same for every route)", r.from),
         note: r.exchange.note.clone(),
+    }
+}
+
+/// How a fake that authenticates before the view runs answers `live`: the
+/// exchange recorded for it with one of `candidates`; for a `refused`
+/// credential on a recorded route, the recorded authentication failure
+/// (status `denied`) of its class; else unrecorded. The reason says
+/// "no exchange recorded for this request{as_class} (…)" and names the
+/// `credential` ("token", "credential") a recorded route differed by.
+pub(crate) fn answer_after_auth(
+    recorded: &[Recorded],
+    live: &LiveRequest,
+    candidates: &[Option<String>],
+    refused: bool,
+    denied: u16,
+    as_class: &str,
+    credential: &str,
+) -> Answer {
+    if let Some(r) = by_auth(recorded, candidates, |r| same_request(r, live)) {
+        return replay(r);
+    }
+    let known = known_route(recorded, live);
+    if refused && known {
+        if let Some(r) = by_auth(recorded, candidates, |r| {
+            r.exchange.response.status == denied
+        }) {
+            return replay_auth_failure(r);
+        }
+    }
+    Answer::Unrecorded {
+        reason: format!(
+            "no exchange recorded for this request{as_class} ({}){}",
+            describe_auth(live.authorization()),
+            if known {
+                format!("; the route was recorded, but with another query, body or {credential}")
+            } else {
+                "; nothing was recorded for this method and path".to_string()
+            }
+        ),
     }
 }

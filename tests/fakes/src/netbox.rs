@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use crate::lookup;
 use crate::secret::Secret;
-use crate::server::{describe_auth, serve, Answer, Handle, LiveRequest, Upstream};
-use crate::transcript::{prepare, Recorded, Transcript};
+use crate::server::{serve, Answer, Handle, LiveRequest, Upstream};
+use crate::transcript::{Recorded, Transcript};
 use crate::{fixtures, Error};
 
 /// The recorded valid credentials, by kind.
@@ -69,10 +69,8 @@ impl NetBox {
 
     /// The fake, ready to serve.
     pub fn build(self) -> Result<NetBoxFake, Error> {
-        let mut transcripts = fixtures::parse(fixtures::NETBOX)?;
-        transcripts.extend(self.extra);
         Ok(NetBoxFake {
-            recorded: prepare(&transcripts)?,
+            recorded: fixtures::recorded(fixtures::NETBOX, self.extra)?,
             token: self.token,
         })
     }
@@ -195,30 +193,15 @@ impl Upstream for NetBoxFake {
     fn answer(&self, req: &LiveRequest) -> Answer {
         let class = self.classify(req.authorization());
         let candidates = class.candidates();
-        if let Some(r) = lookup::by_auth(&self.recorded, &candidates, |r| {
-            lookup::same_request(r, req)
-        }) {
-            return lookup::replay(r);
-        }
-        let known = lookup::known_route(&self.recorded, req);
-        if !class.is_valid() && known {
-            if let Some(r) = lookup::by_auth(&self.recorded, &candidates, |r| {
-                r.exchange.response.status == 403
-            }) {
-                return lookup::replay_auth_failure(r);
-            }
-        }
-        Answer::Unrecorded {
-            reason: format!(
-                "no exchange recorded for this request with a credential of class {class:?} ({}){}",
-                describe_auth(req.authorization()),
-                if known {
-                    "; the route was recorded, but with another query, body or credential"
-                } else {
-                    "; nothing was recorded for this method and path"
-                }
-            ),
-        }
+        lookup::answer_after_auth(
+            &self.recorded,
+            req,
+            &candidates,
+            !class.is_valid(),
+            403,
+            &format!(" with a credential of class {class:?}"),
+            "credential",
+        )
     }
 }
 

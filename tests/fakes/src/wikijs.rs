@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::lookup;
 use crate::secret::Secret;
 use crate::server::{describe_auth, serve, Answer, Handle, LiveRequest, Upstream};
-use crate::transcript::{prepare, Recorded, Transcript};
+use crate::transcript::{Recorded, Transcript};
 use crate::{fixtures, Error};
 
 const ADMIN: &str = "Bearer <API_KEY>";
@@ -67,10 +67,8 @@ impl WikiJs {
 
     /// The fake, ready to serve.
     pub fn build(self) -> Result<WikiJsFake, Error> {
-        let mut transcripts = fixtures::parse(fixtures::WIKIJS)?;
-        transcripts.extend(self.extra);
         Ok(WikiJsFake {
-            recorded: prepare(&transcripts)?,
+            recorded: fixtures::recorded(fixtures::WIKIJS, self.extra)?,
             key: self.key,
         })
     }
