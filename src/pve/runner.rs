@@ -312,40 +312,10 @@ impl Runner {
         let timeout = opts.timeout.unwrap_or(self.default_timeout);
         tracing::debug!(?argv, ?timeout, path = %path.display(), "running command");
 
-        let mut cmd = tokio::process::Command::new(&path);
-        cmd.args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("LC_ALL", "C")
-            .process_group(0)
-            .kill_on_drop(true)
-            .stdin(if opts.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-
         let start = Instant::now();
-        let mut child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                RunError::ProgramNotFound {
-                    program: program.clone(),
-                    searched: path.display().to_string(),
-                }
-            } else {
-                RunError::Spawn {
-                    argv: argv.to_vec(),
-                    source,
-                }
-            }
-        })?;
-        let mut guard = GroupGuard {
-            pgid: child
-                .id()
-                .and_then(|p| i32::try_from(p).ok())
-                .map(Pid::from_raw),
-        };
+        let (mut child, mut guard) = self
+            .spawn(program, args, &path, argv, opts.stdin.is_some())
+            .await?;
 
         let out: Capture = Capture::default();
         let err: Capture = Capture::default();
@@ -366,30 +336,16 @@ impl Runner {
             });
         }
 
-        let waited = tokio::time::timeout(timeout, child.wait()).await;
-        let status = match waited {
-            Err(_elapsed) => {
-                guard.kill();
-                let _ = child.wait().await;
-                drain(readers).await;
-                tracing::debug!(?argv, ?timeout, "command timed out; process group killed");
-                return Err(RunError::Timeout {
-                    argv: argv.to_vec(),
-                    after: timeout,
-                    stdout: std::mem::take(&mut lock(&out).data),
-                    stderr: std::mem::take(&mut lock(&err).data),
-                });
-            }
-            Ok(Err(source)) => {
-                return Err(RunError::Io {
-                    argv: argv.to_vec(),
-                    source,
-                })
-            }
-            Ok(Ok(status)) => status,
+        let Some(status) = wait_or_kill(&mut child, &mut guard, timeout, argv).await? else {
+            drain(readers).await;
+            tracing::debug!(?argv, ?timeout, "command timed out; process group killed");
+            return Err(RunError::Timeout {
+                argv: argv.to_vec(),
+                after: timeout,
+                stdout: std::mem::take(&mut lock(&out).data),
+                stderr: std::mem::take(&mut lock(&err).data),
+            });
         };
-        // The leader is reaped: its pgid may be reused, so never signal it again.
-        guard.disarm();
         drain(readers).await;
 
         use std::os::unix::process::ExitStatusExt;
@@ -568,27 +524,16 @@ impl LineStream {
     pub async fn finish(mut self, timeout: Duration) -> Result<Output, RunError> {
         self.stdout = None;
         let start = Instant::now();
-        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
-            Err(_elapsed) => {
-                self.guard.kill();
-                let _ = self.child.wait().await;
-                return Err(RunError::Timeout {
-                    argv: self.argv.clone(),
-                    after: timeout,
-                    stdout: Vec::new(),
-                    stderr: std::mem::take(&mut lock(&self.stderr).data),
-                });
-            }
-            Ok(Err(source)) => {
-                return Err(RunError::Io {
-                    argv: self.argv.clone(),
-                    source,
-                })
-            }
-            Ok(Ok(status)) => status,
+        let Some(status) =
+            wait_or_kill(&mut self.child, &mut self.guard, timeout, &self.argv).await?
+        else {
+            return Err(RunError::Timeout {
+                argv: self.argv.clone(),
+                after: timeout,
+                stdout: Vec::new(),
+                stderr: std::mem::take(&mut lock(&self.stderr).data),
+            });
         };
-        // Reaped: the pgid may be reused, never signal it again.
-        self.guard.disarm();
         if let Some(r) = self.stderr_reader.take() {
             drain(vec![r]).await;
         }
@@ -624,34 +569,7 @@ impl Runner {
         let (program, args) = argv.split_first().ok_or(RunError::EmptyArgv)?;
         let path = self.resolve(program)?;
         tracing::debug!(?argv, path = %path.display(), "streaming command");
-        let mut cmd = tokio::process::Command::new(&path);
-        cmd.args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("LC_ALL", "C")
-            .process_group(0)
-            .kill_on_drop(true)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                RunError::ProgramNotFound {
-                    program: program.clone(),
-                    searched: path.display().to_string(),
-                }
-            } else {
-                RunError::Spawn {
-                    argv: argv.to_vec(),
-                    source,
-                }
-            }
-        })?;
-        let guard = GroupGuard {
-            pgid: child
-                .id()
-                .and_then(|p| i32::try_from(p).ok())
-                .map(Pid::from_raw),
-        };
+        let (mut child, guard) = self.spawn(program, args, &path, argv, false).await?;
         let stderr = Capture::default();
         let stderr_reader = child
             .stderr
@@ -669,6 +587,82 @@ impl Runner {
             stderr_reader,
             guard,
         })
+    }
+}
+
+impl Runner {
+    /// Starts `program` (resolved to `path`) with `args` the way
+    /// [`Runner::run`] and [`Runner::stream`] both do: the runner's env,
+    /// `LC_ALL=C`, its own process group (killed when the guard or child is
+    /// dropped), stdout and stderr piped, stdin piped or `/dev/null`.
+    async fn spawn(
+        &self,
+        program: &str,
+        args: &[String],
+        path: &std::path::Path,
+        argv: &[String],
+        piped_stdin: bool,
+    ) -> Result<(tokio::process::Child, GroupGuard), RunError> {
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("LC_ALL", "C")
+            .process_group(0)
+            .kill_on_drop(true)
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                RunError::ProgramNotFound {
+                    program: program.to_string(),
+                    searched: path.display().to_string(),
+                }
+            } else {
+                RunError::Spawn {
+                    argv: argv.to_vec(),
+                    source,
+                }
+            }
+        })?;
+        let guard = GroupGuard {
+            pgid: child
+                .id()
+                .and_then(|p| i32::try_from(p).ok())
+                .map(Pid::from_raw),
+        };
+        Ok((child, guard))
+    }
+}
+
+/// Waits at most `timeout` for `child` to exit. `None`: it did not, so its
+/// process group was killed and the child reaped. Once it has exited the
+/// guard is disarmed: the leader is reaped and its pgid may be reused, so
+/// it is never signalled again.
+async fn wait_or_kill(
+    child: &mut tokio::process::Child,
+    guard: &mut GroupGuard,
+    timeout: Duration,
+    argv: &[String],
+) -> Result<Option<std::process::ExitStatus>, RunError> {
+    match tokio::time::timeout(timeout, child.wait()).await {
+        Err(_elapsed) => {
+            guard.kill();
+            let _ = child.wait().await;
+            Ok(None)
+        }
+        Ok(Err(source)) => Err(RunError::Io {
+            argv: argv.to_vec(),
+            source,
+        }),
+        Ok(Ok(status)) => {
+            guard.disarm();
+            Ok(Some(status))
+        }
     }
 }
 
