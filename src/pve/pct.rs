@@ -369,9 +369,43 @@ pub fn exec_refusal(vmid: u32, out: &Output) -> Result<(), PveError> {
     Ok(())
 }
 
+/// `pct exec <vmid> --keep-env 0 -- <cmd...>`; an empty `cmd` is refused.
+fn exec_argv<S: AsRef<str>>(vmid: u32, cmd: &[S]) -> Result<Vec<String>, PveError> {
+    if cmd.is_empty() {
+        return Err(PveError::Invalid {
+            what: "exec command",
+            message: "empty command".to_string(),
+        });
+    }
+    let mut a = Args::new(&["pct", "exec"]);
+    a.arg(vmid).opt("keep-env", 0).arg("--");
+    for c in cmd {
+        a.arg(c.as_ref());
+    }
+    Ok(a.build())
+}
+
 impl Pve {
-    async fn pct_simple(&self, argv: Vec<String>, span: Span) -> Result<Output, PveError> {
-        self.call(argv, span, None).await
+    /// Runs a pct command whose output says nothing beyond success.
+    async fn pct_simple(&self, argv: Vec<String>, span: Span) -> Result<(), PveError> {
+        self.call(argv, span, None).await?;
+        Ok(())
+    }
+
+    /// `pct <sub> <vmid> [--<flag> 1]`, its output parsed by `parse`.
+    async fn pct_query<T>(
+        &self,
+        sub: &str,
+        vmid: u32,
+        flag: (&str, bool),
+        parse: fn(&str) -> Result<T, super::parse::ParseError>,
+    ) -> Result<T, PveError> {
+        let argv = Args::new(&["pct", sub])
+            .arg(vmid)
+            .flag(flag.0, flag.1)
+            .build();
+        let (argv, text) = self.call_text(argv).await?;
+        parsed(&argv, parse(&text))
     }
 
     /// `pct list`: containers on this node.
@@ -382,51 +416,39 @@ impl Pve {
 
     /// `pct status <vmid> [--verbose 1]`.
     pub async fn pct_status(&self, vmid: u32, verbose: bool) -> Result<CtStatus, PveError> {
-        let argv = Args::new(&["pct", "status"])
-            .arg(vmid)
-            .flag("verbose", verbose)
-            .build();
-        let (argv, text) = self.call_text(argv).await?;
-        parsed(&argv, parse_pct_status(&text))
+        self.pct_query("status", vmid, ("verbose", verbose), parse_pct_status)
+            .await
     }
 
     /// `pct config <vmid> [--current 1]` (pending changes merged in unless `current`).
     pub async fn pct_config(&self, vmid: u32, current: bool) -> Result<CtConfig, PveError> {
-        let argv = Args::new(&["pct", "config"])
-            .arg(vmid)
-            .flag("current", current)
-            .build();
-        let (argv, text) = self.call_text(argv).await?;
-        parsed(&argv, parse_pct_config(&text))
+        self.pct_query("config", vmid, ("current", current), parse_pct_config)
+            .await
     }
 
     /// `pct create`. Fails with `AlreadyExists` if the id is taken anywhere in
     /// the cluster (retry with a new [`Pve::next_vmid`]).
     pub async fn pct_create(&self, spec: &CreateSpec) -> Result<(), PveError> {
         self.pct_simple(spec.to_argv(self.major())?, Span::Long)
-            .await?;
-        Ok(())
+            .await
     }
 
     /// `pct restore`.
     pub async fn pct_restore(&self, spec: &RestoreSpec) -> Result<(), PveError> {
         self.pct_simple(spec.to_argv(self.major())?, Span::Long)
-            .await?;
-        Ok(())
+            .await
     }
 
     /// `pct start <vmid>`.
     pub async fn pct_start(&self, vmid: u32) -> Result<(), PveError> {
         let argv = Args::new(&["pct", "start"]).arg(vmid).build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct stop <vmid>`: hard stop.
     pub async fn pct_stop(&self, vmid: u32) -> Result<(), PveError> {
         let argv = Args::new(&["pct", "stop"]).arg(vmid).build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct shutdown <vmid> [--timeout N] [--forceStop 1]`.
@@ -441,8 +463,7 @@ impl Pve {
             .opt_some("timeout", timeout_secs)
             .flag("forceStop", force_stop)
             .build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct reboot <vmid> [--timeout N]`.
@@ -451,8 +472,7 @@ impl Pve {
             .arg(vmid)
             .opt_some("timeout", timeout_secs)
             .build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct destroy <vmid>` with flags.
@@ -466,15 +486,13 @@ impl Pve {
                 opts.destroy_unreferenced_disks,
             )
             .build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct set <vmid> ...`.
     pub async fn pct_set(&self, vmid: u32, spec: &SetSpec) -> Result<(), PveError> {
         self.pct_simple(spec.to_argv(vmid, self.major())?, Span::Short)
-            .await?;
-        Ok(())
+            .await
     }
 
     /// `pct exec <vmid> --keep-env 0 -- <cmd...>`, optionally feeding `stdin`.
@@ -488,18 +506,7 @@ impl Pve {
         stdin: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<Output, PveError> {
-        if cmd.is_empty() {
-            return Err(PveError::Invalid {
-                what: "exec command",
-                message: "empty command".to_string(),
-            });
-        }
-        let mut a = Args::new(&["pct", "exec"]);
-        a.arg(vmid).opt("keep-env", 0).arg("--");
-        for c in cmd {
-            a.arg(c.as_ref());
-        }
-        let argv = a.build();
+        let argv = exec_argv(vmid, cmd)?;
         let out = match timeout {
             Some(t) => {
                 let opts = super::RunOptions {
@@ -528,18 +535,7 @@ impl Pve {
         vmid: u32,
         cmd: &[S],
     ) -> Result<super::LineStream, PveError> {
-        if cmd.is_empty() {
-            return Err(PveError::Invalid {
-                what: "exec command",
-                message: "empty command".to_string(),
-            });
-        }
-        let mut a = Args::new(&["pct", "exec"]);
-        a.arg(vmid).opt("keep-env", 0).arg("--");
-        for c in cmd {
-            a.arg(c.as_ref());
-        }
-        Ok(self.runner().stream(&a.build()).await?)
+        Ok(self.runner().stream(&exec_argv(vmid, cmd)?).await?)
     }
 
     /// `pct push <vmid> <file> <destination>`: copies a host file into the CT
@@ -554,8 +550,7 @@ impl Pve {
         let mut a = Args::new(&["pct", "push"]);
         a.arg(vmid).arg(file.display()).arg(destination);
         attrs.push_args(&mut a);
-        self.pct_simple(a.build(), Span::Long).await?;
-        Ok(())
+        self.pct_simple(a.build(), Span::Long).await
     }
 
     /// `pct pull <vmid> <path> <destination>`: copies a CT file to the host.
@@ -569,8 +564,7 @@ impl Pve {
         let mut a = Args::new(&["pct", "pull"]);
         a.arg(vmid).arg(path).arg(destination.display());
         attrs.push_args(&mut a);
-        self.pct_simple(a.build(), Span::Long).await?;
-        Ok(())
+        self.pct_simple(a.build(), Span::Long).await
     }
 
     /// `pct snapshot <vmid> <name> [--description D]`.
@@ -586,8 +580,7 @@ impl Pve {
             .arg(name)
             .opt_some("description", description)
             .build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct listsnapshot <vmid>` (always ends with the `current` entry).
@@ -605,8 +598,7 @@ impl Pve {
             .arg(name)
             .flag("start", start)
             .build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct delsnapshot <vmid> <name> [--force 1]`.
@@ -621,15 +613,13 @@ impl Pve {
             .arg(name)
             .flag("force", force)
             .build();
-        self.pct_simple(argv, Span::Long).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Long).await
     }
 
     /// `pct unlock <vmid>`. A CT without a lock gives `NotFound`.
     pub async fn pct_unlock(&self, vmid: u32) -> Result<(), PveError> {
         let argv = Args::new(&["pct", "unlock"]).arg(vmid).build();
-        self.pct_simple(argv, Span::Short).await?;
-        Ok(())
+        self.pct_simple(argv, Span::Short).await
     }
 }
 
