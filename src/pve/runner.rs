@@ -190,14 +190,16 @@ impl Drop for GroupGuard {
     }
 }
 
-async fn pump<R: AsyncRead + Unpin>(mut reader: R, buf: Capture) {
+/// Reads `reader` to its end into `buf`, keeping at most `max` bytes (the
+/// rest is read and dropped, and `buf` marked truncated).
+async fn pump<R: AsyncRead + Unpin>(mut reader: R, buf: Capture, max: usize) {
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
         match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 let mut b = lock(&buf);
-                let room = MAX_CAPTURE.saturating_sub(b.data.len());
+                let room = max.saturating_sub(b.data.len());
                 let take = n.min(room);
                 b.data
                     .extend_from_slice(chunk.get(..take).unwrap_or_default());
@@ -321,10 +323,10 @@ impl Runner {
         let err: Capture = Capture::default();
         let mut readers = Vec::with_capacity(2);
         if let Some(s) = child.stdout.take() {
-            readers.push(tokio::spawn(pump(s, out.clone())));
+            readers.push(tokio::spawn(pump(s, out.clone(), MAX_CAPTURE)));
         }
         if let Some(s) = child.stderr.take() {
-            readers.push(tokio::spawn(pump(s, err.clone())));
+            readers.push(tokio::spawn(pump(s, err.clone(), MAX_CAPTURE)));
         }
         // Written from its own task so a child that never reads stdin cannot
         // block us from reading its output.
@@ -415,25 +417,6 @@ impl std::fmt::Debug for CaptureBuf {
         f.debug_struct("CaptureBuf")
             .field("len", &self.data.len())
             .finish_non_exhaustive()
-    }
-}
-
-async fn pump_bounded<R: AsyncRead + Unpin>(mut reader: R, buf: Capture, max: usize) {
-    let mut chunk = vec![0u8; 4096];
-    loop {
-        match reader.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let mut b = lock(&buf);
-                let room = max.saturating_sub(b.data.len());
-                let take = n.min(room);
-                b.data
-                    .extend_from_slice(chunk.get(..take).unwrap_or_default());
-                if take < n {
-                    b.truncated = true;
-                }
-            }
-        }
     }
 }
 
@@ -574,7 +557,7 @@ impl Runner {
         let stderr_reader = child
             .stderr
             .take()
-            .map(|s| tokio::spawn(pump_bounded(s, stderr.clone(), STREAM_STDERR)));
+            .map(|s| tokio::spawn(pump(s, stderr.clone(), STREAM_STDERR)));
         Ok(LineStream {
             argv: argv.to_vec(),
             stdout: child.stdout.take(),
@@ -695,6 +678,23 @@ mod tests {
         }
     }
 
+    /// The pids a test script wrote to `pidfile`, one a line.
+    fn read_pids(pidfile: &Path) -> Vec<i32> {
+        std::fs::read_to_string(pidfile)
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect()
+    }
+
+    /// Waits (at most 5 s) until none of `pids` is alive.
+    async fn wait_until_gone(pids: &[i32]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn captures_stdout_stderr_and_exit_code() {
         let r = Runner::default();
@@ -810,17 +810,10 @@ mod tests {
             Err(RunError::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(500)),
             other => panic!("expected timeout, got {other:?}"),
         }
-        let pids: Vec<i32> = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let pids = read_pids(&pidfile);
         assert_eq!(pids.len(), 2);
         // The grandchildren are reparented to init, which reaps them shortly.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until_gone(&pids).await;
         for p in pids {
             assert!(!pid_alive(p), "grandchild {p} survived the timeout");
         }
@@ -944,18 +937,11 @@ mod tests {
             .unwrap();
         let l = s.next_line().await.unwrap().unwrap();
         assert_eq!(l.bytes, b"started");
-        let pids: Vec<i32> = std::fs::read_to_string(&pidfile)
-            .unwrap()
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
+        let pids = read_pids(&pidfile);
         assert_eq!(pids.len(), 2);
         assert!(pids.iter().all(|p| pid_alive(*p)));
         drop(s);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pids.iter().any(|p| pid_alive(*p)) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until_gone(&pids).await;
         for p in pids {
             assert!(!pid_alive(p), "{p} survived the dropped stream");
         }
