@@ -270,11 +270,7 @@ async fn events(
     ]);
     let mut lines = c.lines(&format!("/v1/events{q}")).await?;
     let mut printed = 0usize;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| ClientError::Protocol {
-            what: "installing the Ctrl-C handler".into(),
-            detail: e.to_string(),
-        })?;
+    let mut sigint = progress::ctrl_c()?;
     loop {
         let line = tokio::select! {
             l = lines.next_line() => l?,
@@ -429,6 +425,16 @@ fn socket_check(c: &Client) -> Check {
     }
 }
 
+/// `ok` listing what was `found`, or `fail` saying what is `missing` and how
+/// to `fix` it.
+fn found(name: &'static str, found: &[String], missing: &str, fix: &str) -> Check {
+    if found.is_empty() {
+        check(name, "fail", missing.into(), Some(fix.into()))
+    } else {
+        check(name, "ok", found.join(", "), None)
+    }
+}
+
 fn host_checks(h: &HostInfo, checks: &mut Vec<Check>) {
     checks.push(check(
         "proxmox tools",
@@ -443,38 +449,24 @@ fn host_checks(h: &HostInfo, checks: &mut Vec<Check>) {
             .map(|s| s.name.clone())
             .collect()
     };
-    let rootdir = with("rootdir");
-    checks.push(if rootdir.is_empty() {
-        check(
-            "container storage",
-            "fail",
-            "no active storage with content type rootdir".into(),
-            Some("pvesm set <storage> --content rootdir,... (or add one)".into()),
-        )
-    } else {
-        check("container storage", "ok", rootdir.join(", "), None)
-    });
-    let vztmpl = with("vztmpl");
-    checks.push(if vztmpl.is_empty() {
-        check(
-            "template storage",
-            "fail",
-            "no active storage with content type vztmpl".into(),
-            Some("pvesm set local --content vztmpl,...".into()),
-        )
-    } else {
-        check("template storage", "ok", vztmpl.join(", "), None)
-    });
-    checks.push(if h.bridges.is_empty() {
-        check(
-            "bridge",
-            "fail",
-            "no Linux bridge for guests".into(),
-            Some("create vmbr0 in /etc/network/interfaces (Proxmox docs: network)".into()),
-        )
-    } else {
-        check("bridge", "ok", h.bridges.join(", "), None)
-    });
+    checks.push(found(
+        "container storage",
+        &with("rootdir"),
+        "no active storage with content type rootdir",
+        "pvesm set <storage> --content rootdir,... (or add one)",
+    ));
+    checks.push(found(
+        "template storage",
+        &with("vztmpl"),
+        "no active storage with content type vztmpl",
+        "pvesm set local --content vztmpl,...",
+    ));
+    checks.push(found(
+        "bridge",
+        &h.bridges,
+        "no Linux bridge for guests",
+        "create vmbr0 in /etc/network/interfaces (Proxmox docs: network)",
+    ));
     let family = "debian-12-standard";
     let downloaded = h
         .templates
@@ -654,11 +646,7 @@ async fn logs(
     let mut stream = c
         .lines(&format!("/v1/deployments/{}/logs{q}", encode(name)))
         .await?;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| ClientError::Protocol {
-            what: "installing the Ctrl-C handler".into(),
-            detail: e.to_string(),
-        })?;
+    let mut sigint = progress::ctrl_c()?;
     loop {
         let line = tokio::select! {
             l = stream.next_line() => l?,

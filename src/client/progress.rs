@@ -185,6 +185,16 @@ pub async fn attach(
     follow(client, out, op, stream, log).await
 }
 
+/// Ctrl-C (SIGINT) as a stream, so the command can end cleanly on it.
+pub(super) fn ctrl_c() -> Result<tokio::signal::unix::Signal, ClientError> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).map_err(|e| {
+        ClientError::Protocol {
+            what: "installing the Ctrl-C handler".into(),
+            detail: e.to_string(),
+        }
+    })
+}
+
 /// Renders `op` until it ends. `stream` was subscribed before `op` was read.
 pub async fn follow(
     client: &Client,
@@ -197,11 +207,7 @@ pub async fn follow(
     let log = log || (out.verbose > 0 && !out.json);
     let mut log_offset = 0u64;
     let mut interrupts = 0u32;
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .map_err(|e| ClientError::Protocol {
-            what: "installing the Ctrl-C handler".into(),
-            detail: e.to_string(),
-        })?;
+    let mut sigint = ctrl_c()?;
     let mut log_tick = tokio::time::interval(LOG_POLL);
     r.update(&op);
     while !op.status.is_final() {
