@@ -104,6 +104,25 @@ impl OpTask for Fake {
     }
 }
 
+/// The [`OpTask`] methods of a light task of `kind` with no target and an
+/// empty payload.
+macro_rules! light_untargeted_task {
+    ($kind:literal) => {
+        fn kind(&self) -> &'static str {
+            $kind
+        }
+        fn target(&self) -> Option<String> {
+            None
+        }
+        fn heavy(&self) -> bool {
+            false
+        }
+        fn payload(&self) -> serde_json::Value {
+            serde_json::json!({})
+        }
+    };
+}
+
 struct Env {
     _dir: tempfile::TempDir,
     store: Store,
@@ -287,18 +306,7 @@ async fn cancel_stops_at_the_checkpoint_and_compensates() {
 async fn cancel_is_refused_during_a_non_cancellable_step() {
     struct Uninterruptible(Arc<Semaphore>);
     impl OpTask for Uninterruptible {
-        fn kind(&self) -> &'static str {
-            "test.uninterruptible"
-        }
-        fn target(&self) -> Option<String> {
-            None
-        }
-        fn heavy(&self) -> bool {
-            false
-        }
-        fn payload(&self) -> serde_json::Value {
-            serde_json::json!({})
-        }
+        light_untargeted_task!("test.uninterruptible");
         fn run<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
             Box::pin(async move {
                 ctx.set_cancellable(false);
@@ -493,18 +501,7 @@ static RECOVERED: AtomicUsize = AtomicUsize::new(0);
 
 struct Recovered;
 impl OpTask for Recovered {
-    fn kind(&self) -> &'static str {
-        "test.fake"
-    }
-    fn target(&self) -> Option<String> {
-        None
-    }
-    fn heavy(&self) -> bool {
-        false
-    }
-    fn payload(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
+    light_untargeted_task!("test.fake");
     fn run<'a>(&'a self, _: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async { Err(Error::internal("never resumed")) })
     }
