@@ -50,7 +50,8 @@ pub struct Overrides {
     /// Serve the app through nginx inside the container, on port 80 in front
     /// of the service port (the app's `[proxy]`; the packages come from the
     /// host). Default: the app's `proxy.enabled` (off for the built-ins).
-    /// Read at deploy; apply keeps a deployment's proxy as it is.
+    /// Chosen at deploy; apply refuses a different value (400 naming
+    /// `overrides.proxy`).
     pub proxy: Option<bool>,
 }
 

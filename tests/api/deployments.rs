@@ -1122,6 +1122,17 @@ async fn root_proxy_nginx_in_front_of_the_agent() {
     // The gate went through port 80.
     let dep: Deployment = c.get("/v1/deployments/px").await.expect(200).json();
     assert_eq!(dep.health.status, HealthStatus::Healthy, "{dep:?}\n{log}");
+    // The proxy is chosen at deploy: apply refuses to switch it, naming the field.
+    let (code, msg) = put(
+        &c,
+        "/v1/deployments/px",
+        &serde_json::json!({"app": "netbox-agent", "overrides": {"proxy": false}, "dry_run": true}),
+    )
+    .await
+    .expect(400)
+    .error();
+    assert_eq!(code, "bad_request");
+    assert!(msg.contains("overrides.proxy"), "{msg}");
     let ip: std::net::Ipv4Addr = dep.ip.as_deref().expect("ip").parse().expect("ipv4");
     let port80 = std::net::SocketAddr::from((ip, 80));
     assert!(

@@ -437,6 +437,17 @@ pub async fn put_deployment(
             ),
         ));
     }
+    let has_proxy = rec.spec.tags.iter().any(|t| t == crate::deploy::proxy::TAG);
+    if o.proxy.is_some_and(|p| p != has_proxy) {
+        errs.push(FieldError::new(
+            "overrides.proxy",
+            format!(
+                "the proxy is chosen at deploy (this deployment has it {}); \
+                 destroy and deploy again to change it",
+                if has_proxy { "on" } else { "off" }
+            ),
+        ));
+    }
     if o.disk.is_some_and(|d| d != rec.spec.resources.disk) {
         errs.push(FieldError::new(
             "overrides.disk",
