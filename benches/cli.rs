@@ -9,14 +9,16 @@
 //! - `1ldctl version` wall time (process start + one request);
 //! - the client binary's size.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oneld::api::{OpStatus, Progress, Requestor};
 use oneld::config::Config;
 use oneld::paths::Paths;
-use oneld::store::{OpRecord, Store};
+use oneld::store::Store;
+use support::seed_operations;
 
 const STORED: usize = 100;
 const RUNS: usize = 60;
@@ -78,35 +80,7 @@ fn seed_deployments(store: &Store) {
 fn seed(state: &Path, socket: &Path) {
     let store = Store::open(&Paths::with(state, socket)).expect("open the store");
     seed_deployments(&store);
-    let now = oneld::store::now_ms();
-    for i in 0..STORED {
-        let created = now - (STORED - i) as i64 * 1000;
-        store
-            .insert_op(&OpRecord {
-                id: format!("bench-{i:05}"),
-                kind: "template.download".into(),
-                target: Some(format!("template/local/bench-{i}_1.0-1_amd64.tar.zst")),
-                requestor: Requestor {
-                    uid: 0,
-                    user: "root".into(),
-                    pid: 1,
-                },
-                status: OpStatus::Succeeded,
-                error: None,
-                created_ms: created,
-                started_ms: Some(created + 10),
-                finished_ms: Some(created + 900),
-                progress: Progress {
-                    step: 5,
-                    steps: 5,
-                    name: "verify".into(),
-                    percent: None,
-                },
-                cancellable: false,
-                payload: serde_json::json!({"storage": "local", "template": format!("bench-{i}")}),
-            })
-            .expect("insert");
-    }
+    seed_operations(&store, STORED, 5, None);
 }
 
 /// Runs `1ldctl args` `RUNS` times; (p50, p95) wall time and the last
@@ -170,11 +144,7 @@ fn main() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let token = stop.clone();
     let daemon = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = support::runtime().expect("runtime");
         rt.block_on(async move {
             let (up_tx, up_rx) = tokio::sync::oneshot::channel();
             let mut opts = oneld::daemon::RunOptions::in_process(token);

@@ -14,6 +14,8 @@
 //! Needs root (1ldd refuses to start without the capabilities pct needs);
 //! otherwise it says so and exits non-zero.
 
+mod support;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,9 +25,10 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector, Uri};
-use oneld::api::{OpStatus, Progress, Requestor};
 use oneld::paths::Paths;
-use oneld::store::{OpRecord, Store};
+use oneld::store::Store;
+use support::sandbox::bin_dir;
+use support::seed_operations;
 
 const STORED_OPS: usize = 1000;
 const CLIENTS: usize = 32;
@@ -44,12 +47,6 @@ impl Drop for DaemonProc {
     }
 }
 
-fn bin_dir() -> PathBuf {
-    std::env::var_os("PVE_SANDBOX_BIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/sandbox/bin"))
-}
-
 fn write_config(dir: &Path) -> PathBuf {
     let cfg = dir.join("1ld.toml");
     std::fs::write(
@@ -66,42 +63,10 @@ fn write_config(dir: &Path) -> PathBuf {
     cfg
 }
 
-fn seed_operations(dir: &Path) -> Vec<String> {
+fn seed(dir: &Path) -> Vec<String> {
     let store = Store::open(&Paths::with(&dir.join("state"), &dir.join("1ld.sock")))
         .expect("open the store");
-    let now = oneld::store::now_ms();
-    (0..STORED_OPS)
-        .map(|i| {
-            let id = format!("bench-{i:05}");
-            let created = now - (STORED_OPS - i) as i64 * 1000;
-            store
-                .insert_op(&OpRecord {
-                    id: id.clone(),
-                    kind: "template.download".into(),
-                    target: Some(format!("template/local/bench-{i}_1.0-1_amd64.tar.zst")),
-                    requestor: Requestor {
-                        uid: 0,
-                        user: "root".into(),
-                        pid: 1,
-                    },
-                    status: OpStatus::Succeeded,
-                    error: None,
-                    created_ms: created,
-                    started_ms: Some(created + 10),
-                    finished_ms: Some(created + 900),
-                    progress: Progress {
-                        step: 4,
-                        steps: 4,
-                        name: "verify".into(),
-                        percent: Some(100.0),
-                    },
-                    cancellable: false,
-                    payload: serde_json::json!({"storage": "local", "template": format!("bench-{i}")}),
-                })
-                .expect("insert");
-            id
-        })
-        .collect()
+    seed_operations(&store, STORED_OPS, 4, Some(100.0))
 }
 
 /// Starts `1ldd`, returns it and the time to `READY=1`.
@@ -194,7 +159,7 @@ fn main() {
         .tempdir()
         .expect("tmp");
     let config = write_config(dir.path());
-    let ids = seed_operations(dir.path());
+    let ids = seed(dir.path());
 
     let mut startups = Vec::new();
     for _ in 0..STARTS {
@@ -207,11 +172,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_kib(proc.0.id());
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime().expect("runtime");
     let socket = dir.path().join("1ld.sock");
     let list = vec!["/v1/operations".to_string()];
     let single: Vec<String> = ids

@@ -12,7 +12,6 @@
 //! `target/release` (`make agents-bin`); otherwise it says why and exits
 //! non-zero.
 
-#[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -26,22 +25,12 @@ use oneld::ops::kinds::deployment::{Action, DeploymentOp};
 use oneld::ops::Ops;
 use oneld::paths::Paths;
 use oneld::pve::pct::DestroyOptions;
-use oneld::pve::Pve;
 use oneld::secrets::Secrets;
 use oneld::store::Store;
-use support::{wait_for, SandboxNode, NODE, TEMPLATE};
+use support::sandbox::wait_for;
+use support::{sandbox_pve, stats};
 
 const ROUNDS: usize = 3;
-
-fn stats(samples: &mut [Duration]) -> (f64, f64, f64) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (
-        ms(samples[0]),
-        ms(samples[samples.len() / 2]),
-        ms(samples[samples.len() - 1]),
-    )
-}
 
 fn root() -> Requestor {
     Requestor {
@@ -60,14 +49,7 @@ async fn run() -> Result<(), String> {
         return Err("no target/release/netbox-agent: run `make agents-bin`".into());
     }
     let bridge = "sbxbd0";
-    let node = SandboxNode::up(8, bridge, "10.213.22.0/24");
-    let pve = Pve::detect(node.runner(), NODE)
-        .await
-        .map_err(|e| e.to_string())?;
-    pve.pveam_update().await.map_err(|e| e.to_string())?;
-    pve.pveam_download("local", TEMPLATE)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (_node, pve) = sandbox_pve(bridge, "10.213.22.0/24").await?;
 
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     if std::env::var_os("DEPLOY_BENCH_KEEP").is_some() {
@@ -213,19 +195,5 @@ async fn run() -> Result<(), String> {
 }
 
 fn main() {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("deploy bench: no runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("deploy bench failed: {e}");
-        std::process::exit(1);
-    }
+    support::main_with("deploy", run);
 }

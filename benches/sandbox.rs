@@ -10,41 +10,23 @@
 //! Needs root and the template (`make bench` provides both); otherwise it
 //! says why and exits non-zero, so a bench run never reports empty figures.
 
-#[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use oneld::pve::pct::{DestroyOptions, RestoreSpec};
 use oneld::pve::vzdump::{BackupMode, Compression, VzdumpSpec};
-use oneld::pve::Pve;
-use support::{spec, wait_for, SandboxNode, NODE, TEMPLATE};
+use support::sandbox::{spec, wait_for};
+use support::{sandbox_pve, stats};
 
 const ROUNDS: usize = 3;
-
-fn stats(samples: &mut [Duration]) -> (f64, f64, f64) {
-    samples.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (
-        ms(samples[0]),
-        ms(samples[samples.len() / 2]),
-        ms(samples[samples.len() - 1]),
-    )
-}
 
 async fn run() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
         return Err("the sandbox bench needs root (run `make bench` as root)".into());
     }
     let bridge = "sbxb0";
-    let node = SandboxNode::up(8, bridge, "10.213.21.0/24");
-    let pve = Pve::detect(node.runner(), NODE)
-        .await
-        .map_err(|e| e.to_string())?;
-    pve.pveam_update().await.map_err(|e| e.to_string())?;
-    pve.pveam_download("local", TEMPLATE)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (node, pve) = sandbox_pve(bridge, "10.213.21.0/24").await?;
 
     let (mut create, mut lease, mut floor, mut dump, mut restore) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -109,19 +91,5 @@ async fn run() -> Result<(), String> {
 }
 
 fn main() {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("sandbox bench: no runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("sandbox bench failed: {e}");
-        std::process::exit(1);
-    }
+    support::main_with("sandbox", run);
 }
