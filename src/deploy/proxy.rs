@@ -76,6 +76,17 @@ pub struct ProxySpec {
     pub packages: Vec<String>,
 }
 
+/// The health probe of a deployment of `m` whose container carries `tags`:
+/// through the proxy when it has one ([`TAG`]), else the manifest's own.
+pub fn deployed_health(m: &Manifest, tags: &[String]) -> HealthDef {
+    if tags.iter().any(|t| t == TAG) {
+        if let Some(p) = ProxySpec::of(m, false) {
+            return p.health(&m.health);
+        }
+    }
+    m.health.clone()
+}
+
 impl ProxySpec {
     /// The proxy of `m` for a deployment, or `None` when the app has no port
     /// to put it in front of.
@@ -592,6 +603,17 @@ mod tests {
         let mut s = spec();
         s.ipv6 = true;
         assert!(s.render("nb").contains("listen [::]:80 default_server;"));
+    }
+
+    #[test]
+    fn a_deployment_with_the_proxy_tag_is_probed_through_it() {
+        let catalog = crate::apps::Catalog::builtin();
+        let m = &catalog.get("netbox-agent").expect("built-in").manifest;
+        let with = deployed_health(m, &["1ld".into(), TAG.into()]);
+        let without = deployed_health(m, &["1ld".into()]);
+        assert_eq!(with.port, Some(m.proxy.port));
+        assert_eq!(without.port, m.health.port);
+        assert_ne!(with.port, without.port);
     }
 
     #[test]

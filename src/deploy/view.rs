@@ -77,14 +77,7 @@ pub async fn live(
         (ContainerState::Running, Some(app)) => {
             let ip = rec.ip.as_deref().and_then(|s| s.parse().ok());
             // A deployment with the proxy is probed through it.
-            let def = if rec.spec.tags.iter().any(|t| t == super::proxy::TAG) {
-                super::proxy::ProxySpec::of(&app.manifest, false).map_or_else(
-                    || app.manifest.health.clone(),
-                    |p| p.health(&app.manifest.health),
-                )
-            } else {
-                app.manifest.health.clone()
-            };
+            let def = super::proxy::deployed_health(&app.manifest, &rec.spec.tags);
             let r = super::probe::probe_once(&def, pve, rec.vmid, ip, LIVE_PROBE_TIMEOUT).await;
             HealthSummary {
                 status: r.status,

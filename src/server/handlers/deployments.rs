@@ -577,7 +577,8 @@ pub async fn put_deployment(
         settings: new_public,
         secrets: new.secrets.clone(),
         unit: app.manifest.service.unit.clone(),
-        health: app.manifest.health.clone(),
+        // Through the proxy when the deployment has one.
+        health: crate::deploy::proxy::deployed_health(&app.manifest, &rec.spec.tags),
     };
     submit(
         &ctx,
