@@ -338,6 +338,23 @@ fn ctrl_c_during_a_long_operation_requests_cancel() {
     assert!(who.contains("cancelled by"), "{who}");
 }
 
+/// The lines of a child's `stdout` as they come, read on their own thread.
+fn line_channel(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 #[test]
 fn events_follow_prints_the_live_stream() {
     let d = Daemon::start();
@@ -354,18 +371,7 @@ fn events_follow_prints_the_live_stream() {
         // The stream is subscribed once the child's request is answered;
         // submit until an event shows (bounded).
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = line_channel(stdout);
         let line = poll("an operation event from events -f", || {
             ctl(&d, &["-q", "template", "download", TINY]).code(0);
             rx.recv_timeout(Duration::from_millis(500)).ok()
@@ -740,18 +746,7 @@ fn logs_and_event_history_through_the_client() {
         .spawn()
         .expect("spawn logs -f");
     let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = line_channel(stdout);
     let first = rx.recv_timeout(LIMIT).expect("a line from logs -f");
     assert!(first.contains("netbox-agent 0.1.0 starting"), "{first}");
     let sleeper = poll("the stand-in follower", || {
