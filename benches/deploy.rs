@@ -50,6 +50,16 @@ async fn run() -> Result<(), String> {
     }
     let bridge = "sbxbd0";
     let (_node, pve) = sandbox_pve(bridge, "10.213.22.0/24").await?;
+    // The agent's upstream: the fake NetBox on this node's bridge (replaying
+    // recorded transcripts), so the deploy ends healthy as in production.
+    // Nothing outside the sandbox subnet is ever contacted.
+    const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+    let netbox = fake_upstreams::NetBox::new()
+        .with_token(fake_upstreams::Secret::new(TOKEN))
+        .serve(std::net::SocketAddr::from(([10, 213, 22, 1], 0)))
+        .await
+        .map_err(|e| format!("fake NetBox: {e}"))?;
+    let netbox_url = netbox.url();
 
     let state = tempfile::tempdir().map_err(|e| e.to_string())?;
     if std::env::var_os("DEPLOY_BENCH_KEEP").is_some() {
@@ -80,16 +90,8 @@ async fn run() -> Result<(), String> {
     let req = |name: &str| DeployRequest {
         app: "netbox-agent".into(),
         name: Some(name.into()),
-        settings: [(
-            "netbox_url".to_string(),
-            serde_json::json!("http://10.254.254.254:8000"),
-        )]
-        .into(),
-        secrets: [(
-            "netbox_token".to_string(),
-            "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef".to_string(),
-        )]
-        .into(),
+        settings: [("netbox_url".to_string(), serde_json::json!(netbox_url))].into(),
+        secrets: [("netbox_token".to_string(), TOKEN.to_string())].into(),
         overrides: Overrides {
             bridge: Some(bridge.into()),
             ..Overrides::default()
