@@ -1437,3 +1437,136 @@ async fn the_canary_secret_leaves_no_trace_in_a_full_run() {
     assert!(tools_seen > 0, "the argv watch never saw a tool run");
     assert_state_clean(&d.config.state_dir);
 }
+
+/// What `1ldd` sends to its `NOTIFY_SOCKET` (a datagram socket we bind).
+struct NotifySocket(std::os::unix::net::UnixDatagram);
+
+impl NotifySocket {
+    /// Reads datagrams until one has every line of `lines` (each a full
+    /// `KEY=value` line or, ending in `=`, a key prefix), within `LIMIT`;
+    /// panics with what arrived otherwise. Returns the matching datagram.
+    fn until(&self, lines: &[&str]) -> String {
+        let deadline = std::time::Instant::now() + LIMIT;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no datagram with {lines:?} within {LIMIT:?}; got {seen:?}"
+            );
+            self.0.set_read_timeout(Some(left)).expect("read timeout");
+            let Ok(n) = self.0.recv(&mut buf) else {
+                continue;
+            };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let has = |want: &str| {
+                msg.lines().any(|l| {
+                    if want.ends_with('=') {
+                        l.starts_with(want)
+                    } else {
+                        l == want
+                    }
+                })
+            };
+            if lines.iter().all(|w| has(w)) {
+                return msg;
+            }
+            seen.push(msg);
+        }
+    }
+}
+
+/// `1ldd` under a systemd-like supervisor: `READY=1` with a status line
+/// once it serves; `WATCHDOG=1` every `WATCHDOG_USEC/2` for as long as it
+/// runs (its loops beat often enough even for a short interval); SIGHUP
+/// with an invalid file: `RELOADING=1` then `READY=1`, the bad key logged,
+/// the old configuration kept, still serving; SIGHUP with a valid changed
+/// file: reloaded; SIGTERM: `STOPPING=1` and exit status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_notifies_systemd_feeds_its_watchdog_and_reloads_on_sighup() {
+    use nix::sys::signal::{kill, Signal};
+    if !daemon::root_tier(
+        "the_daemon_notifies_systemd_feeds_its_watchdog_and_reloads_on_sighup",
+        "1ldd refuses to start without root capabilities",
+    ) {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("1ld-api-notify")
+        .tempdir()
+        .expect("temp dir");
+    let tools = daemon::SandboxTools::new(dir.path());
+    let notify_path = dir.path().join("notify.sock");
+    let notify = NotifySocket(
+        std::os::unix::net::UnixDatagram::bind(&notify_path).expect("bind the notify socket"),
+    );
+    let notify_env = notify_path.display().to_string();
+    let d = daemon::ChildDaemon::start(
+        dir.path(),
+        &tools,
+        &[
+            ("NOTIFY_SOCKET", &notify_env),
+            ("WATCHDOG_USEC", "400000"),
+            ("WATCHDOG_PID", "$$"),
+        ],
+    )
+    .await;
+    let pid = nix::unistd::Pid::from_raw(d.pid);
+    let ready = notify.until(&["READY=1", "STATUS="]);
+    assert!(ready.contains("listening on"), "{ready:?}");
+    for _ in 0..2 {
+        notify.until(&["WATCHDOG=1"]);
+    }
+    let config_path = dir.path().join("1ld.toml");
+    let good = std::fs::read_to_string(&config_path).expect("read 1ld.toml");
+    assert!(good.contains("[ops]\n"), "{good}");
+    let log_has = |what: &'static str, n: usize| {
+        let log = d.log.clone();
+        daemon::wait_for(what, LIMIT, move || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move { (text.matches(what).count() >= n).then_some(()) }
+        })
+    };
+
+    // An invalid file (unknown key): logged, the old configuration kept.
+    std::fs::write(
+        &config_path,
+        good.replace("[ops]\n", "[ops]\nno_such_key = 1\n"),
+    )
+    .expect("write the invalid config");
+    kill(pid, Signal::SIGHUP).expect("SIGHUP");
+    notify.until(&["RELOADING=1", "MONOTONIC_USEC="]);
+    notify.until(&["READY=1"]);
+    log_has("no_such_key", 1).await;
+    log_has("configuration not reloaded, keeping the old one", 1).await;
+    d.client().get("/").await.expect(200);
+
+    // A valid changed file: reloaded.
+    std::fs::write(
+        &config_path,
+        good.replace("[ops]\n", "[ops]\nretention_days = 7\n"),
+    )
+    .expect("write the changed config");
+    kill(pid, Signal::SIGHUP).expect("SIGHUP");
+    notify.until(&["RELOADING=1", "MONOTONIC_USEC="]);
+    notify.until(&["READY=1"]);
+    log_has("configuration reloaded", 1).await;
+    d.client().get("/").await.expect(200);
+
+    // The watchdog is still fed (the loops keep beating within 400 ms).
+    for _ in 0..3 {
+        notify.until(&["WATCHDOG=1"]);
+    }
+    let log = d.log_text();
+    assert!(!log.contains("stalled"), "{log}");
+
+    let mut d = d;
+    let status = d.terminate();
+    assert!(
+        status.success(),
+        "1ldd exited with {status}:\n{}",
+        d.log_text()
+    );
+    notify.until(&["STOPPING=1"]);
+}

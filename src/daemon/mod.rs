@@ -352,7 +352,7 @@ async fn retention_loop(
     beat: notify::Beat,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut tick = tokio::time::interval(notify::beat_every());
     let mut last_prune: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -393,7 +393,7 @@ async fn signal_loop(
         tracing::error!("cannot install signal handlers; stop 1ldd with SIGKILL only");
         return;
     };
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(notify::beat_every());
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM"); stop.cancel(); return; }

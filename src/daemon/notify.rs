@@ -46,6 +46,16 @@ pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec))
 }
 
+/// How often a main loop must beat: every 5 s, or more often when systemd's
+/// watchdog interval is short (a quarter of it), so a healthy loop always
+/// beats within the interval [`run_watchdog`] checks.
+pub fn beat_every() -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(5);
+    watchdog_interval().map_or(DEFAULT, |i| {
+        (i / 4).clamp(Duration::from_millis(1), DEFAULT)
+    })
+}
+
 /// Heartbeats of the main loops. Each loop holds a [`Beat`] and calls
 /// [`Beat::alive`] every iteration; [`Heartbeats::stalled`] names the loops
 /// that did not do so within a given interval.

@@ -699,6 +699,8 @@ pub struct ChildDaemon {
 impl ChildDaemon {
     /// Writes `<dir>/1ld.toml` (kept if there) and starts `1ldd --config`
     /// on it with `env` added; returns once the API answers `GET /`.
+    /// `("WATCHDOG_PID", "$$")` sets it to the daemon's own pid, as systemd
+    /// does (via `sh -c 'WATCHDOG_PID=$$ exec 1ldd ...'`).
     pub async fn start(dir: &Path, tools: &SandboxTools, env: &[(&str, &str)]) -> ChildDaemon {
         let config_path = dir.join("1ld.toml");
         if !config_path.exists() {
@@ -724,7 +726,18 @@ impl ChildDaemon {
             .unwrap_or(0);
         let log = dir.join(format!("1ldd-{n}.log"));
         let stderr = std::fs::File::create(&log).expect("daemon log file");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_1ldd"));
+        let own_watchdog_pid = env.contains(&("WATCHDOG_PID", "$$"));
+        let mut cmd = if own_watchdog_pid {
+            let mut sh = std::process::Command::new("/bin/sh");
+            sh.args([
+                "-c",
+                r#"WATCHDOG_PID=$$ exec "$0" "$@""#,
+                env!("CARGO_BIN_EXE_1ldd"),
+            ]);
+            sh
+        } else {
+            std::process::Command::new(env!("CARGO_BIN_EXE_1ldd"))
+        };
         cmd.arg("--config")
             .arg(&config_path)
             .stdin(std::process::Stdio::null())
@@ -742,7 +755,11 @@ impl ChildDaemon {
         ] {
             cmd.env_remove(var);
         }
-        cmd.envs(env.iter().copied());
+        cmd.envs(
+            env.iter()
+                .copied()
+                .filter(|&(k, v)| (k, v) != ("WATCHDOG_PID", "$$")),
+        );
         let child = cmd.spawn().expect("spawn 1ldd");
         let mut d = ChildDaemon {
             pid: child.id() as i32,
