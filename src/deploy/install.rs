@@ -232,30 +232,19 @@ pub async fn push_files(
 /// configuration itself, so a new unit needs no separate daemon-reload); on
 /// failure the error carries the unit's last journal lines.
 pub async fn start_unit(pve: &Pve, vmid: u32, unit: &str) -> Result<(), InstallError> {
-    match exec(pve, vmid, &["systemctl", "enable", "--now", unit], &[]).await {
-        Ok(_) => Ok(()),
-        Err(InstallError::Exec {
-            vmid,
-            argv,
-            code,
-            stderr,
-        }) => {
-            let why = unit_status(pve, vmid, unit).await;
-            Err(InstallError::Exec {
-                vmid,
-                argv,
-                code,
-                stderr: format!("{stderr}\n{why}"),
-            })
-        }
-        Err(e) => Err(e),
-    }
+    unit_action(pve, vmid, unit, &["systemctl", "enable", "--now", unit]).await
 }
 
 /// `systemctl restart <unit>` (after a re-render).
 pub async fn restart_unit(pve: &Pve, vmid: u32, unit: &str) -> Result<(), InstallError> {
     exec(pve, vmid, &["systemctl", "daemon-reload"], &[]).await?;
-    match exec(pve, vmid, &["systemctl", "restart", unit], &[]).await {
+    unit_action(pve, vmid, unit, &["systemctl", "restart", unit]).await
+}
+
+/// Runs a `systemctl` action on `unit`; a failure carries the unit's status
+/// and last journal lines (where the cause is).
+async fn unit_action(pve: &Pve, vmid: u32, unit: &str, argv: &[&str]) -> Result<(), InstallError> {
+    match exec(pve, vmid, argv, &[]).await {
         Ok(_) => Ok(()),
         Err(InstallError::Exec {
             vmid,
