@@ -292,6 +292,62 @@ fn exit_code_4_permission_denied() {
     }
 }
 
+/// Exit 130: the first Ctrl-C requests the cancel; while the operation is
+/// still compensating (its `pveam list` hangs), a second one detaches and
+/// says how to re-attach.
+#[test]
+fn a_second_ctrl_c_detaches_with_exit_130() {
+    use nix::sys::signal::{kill, Signal};
+    let d = Daemon::start();
+    // Step 2's `pveam list` answers (template absent); the download hangs;
+    // the compensation's `pveam list` hangs too, so the cancel takes long.
+    d.tools().faults(&[
+        "pveam list delay 1 once",
+        "pveam download hang",
+        "pveam list hang",
+    ]);
+    let mut child = command(&d.socket, &["template", "download", TINY])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn 1ldctl");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let op = poll("the download to run", || {
+        ops_json(&d, "running")
+            .into_iter()
+            .find(|o| o.progress.step >= 4)
+    });
+    kill(pid, Signal::SIGINT).expect("first SIGINT");
+    // The cancel was requested: the daemon has it (the op stops being
+    // cancellable once it compensates), and the client is still attached.
+    poll("the cancel to reach the daemon", || {
+        let o: Operation =
+            serde_json::from_value(ctl(&d, &["--json", "op", &op.id]).code(0).json()).ok()?;
+        (!o.cancellable || o.status.is_final()).then_some(())
+    });
+    assert!(child.try_wait().expect("wait").is_none(), "still attached");
+    kill(pid, Signal::SIGINT).expect("second SIGINT");
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "1ldctl did not detach");
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("1ldctl op {} --wait", op.id)),
+        "{stderr}"
+    );
+    // Detaching does not stop the operation.
+    let o: Operation =
+        serde_json::from_value(ctl(&d, &["--json", "op", &op.id]).code(0).json()).expect("op");
+    assert!(!o.status.is_final(), "{o:?}");
+}
+
 #[test]
 fn ctrl_c_during_a_long_operation_requests_cancel() {
     use nix::sys::signal::{kill, Signal};
