@@ -71,7 +71,7 @@ pub async fn startup(pve: &Pve, store: &Store, events: &EventBus) {
 /// One drift check of every deployment; returns how many changed.
 pub async fn drift_tick(pve: &Pve, store: &Store, events: &EventBus) -> Result<usize, Error> {
     let mut changed = 0;
-    for mut rec in store.list_deployments()? {
+    for rec in store.list_deployments()? {
         let drift = match pve.pct_config(rec.vmid, false).await {
             Ok(cfg) => super::drift::compare(&rec.spec, &cfg),
             Err(PveError::NotFound { .. }) => vec![super::drift::gone()],
@@ -80,20 +80,26 @@ pub async fn drift_tick(pve: &Pve, store: &Store, events: &EventBus) -> Result<u
                 continue;
             }
         };
-        if drift != rec.drift {
-            rec.drift = drift;
-            // Re-read to avoid overwriting a concurrent operation's change of other fields.
-            if let Some(mut fresh) = store.get_deployment(&rec.name)? {
-                fresh.drift = rec.drift.clone();
-                store.update_deployment(&fresh)?;
-            }
-            changed += 1;
-            events.publish(
-                EventType::Lifecycle,
-                serde_json::json!({"action": "drift", "deployment": rec.name, "vmid": rec.vmid,
-                                   "drift": rec.drift, "checked_ms": now_ms()}),
-            );
+        if drift == rec.drift {
+            continue;
         }
+        // Re-read to avoid overwriting a concurrent operation's change of
+        // other fields; a deployment destroyed (or replaced) meanwhile gets
+        // no record and no event.
+        let Some(mut fresh) = store.get_deployment(&rec.name)? else {
+            continue;
+        };
+        if fresh.vmid != rec.vmid || fresh.drift == drift {
+            continue;
+        }
+        fresh.drift = drift;
+        store.update_deployment(&fresh)?;
+        changed += 1;
+        events.publish(
+            EventType::Lifecycle,
+            serde_json::json!({"action": "drift", "deployment": fresh.name, "vmid": fresh.vmid,
+                               "drift": fresh.drift, "checked_ms": now_ms()}),
+        );
     }
     Ok(changed)
 }

@@ -488,7 +488,13 @@ fn wrappers(dir: &Path, root: &Path) -> PathBuf {
 }
 
 impl Node {
+    /// A node whose daemon never checks drift.
     fn up(bridge: &str, subnet: &str) -> Node {
+        Node::with_drift_every(bridge, subnet, 0)
+    }
+
+    /// A node whose daemon checks drift every `drift_secs` (0: never).
+    fn with_drift_every(bridge: &str, subnet: &str, drift_secs: u64) -> Node {
         assert!(
             agents_dir().join("netbox-agent").is_file()
                 && agents_dir().join("wikijs-integration").is_file(),
@@ -511,7 +517,7 @@ impl Node {
                 c.apps.agents_dir = agents_dir();
                 c.apps.packages_dir = packages;
                 c.apps.lease_timeout_secs = 20;
-                c.apps.drift_interval_secs = 0;
+                c.apps.drift_interval_secs = drift_secs;
             }),
             ..Options::default()
         })
@@ -652,6 +658,38 @@ async fn log_of(c: &Client, id: &str) -> String {
     chunk.lines.join("\n")
 }
 
+/// Submits an operation (`method path`, JSON `body` when given), expects
+/// 202, waits (at most `limit_secs`) for it to end and asserts it succeeded
+/// (with its log when not).
+async fn op_ok(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+    limit_secs: u64,
+) -> Operation {
+    let (headers, bytes): (&[(&str, &str)], Vec<u8>) = match body {
+        Some(b) => (
+            &[("content-type", "application/json")],
+            serde_json::to_vec(b).expect("json"),
+        ),
+        None => (&[], Vec::new()),
+    };
+    let op: Operation = c
+        .raw(method.clone(), path, headers, bytes)
+        .await
+        .expect(202)
+        .json();
+    let op = finish(c, &op.id, Duration::from_secs(limit_secs)).await;
+    assert_eq!(
+        op.status,
+        OpStatus::Succeeded,
+        "{method} {path}: {op:?}\n{}",
+        log_of(c, &op.id).await
+    );
+    op
+}
+
 async fn deploy(c: &Client, body: &Value) -> (Operation, String) {
     let op: Operation = c.post("/v1/deployments", body).await.expect(202).json();
     let op = finish(c, &op.id, Duration::from_secs(240)).await;
@@ -667,7 +705,10 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     ) {
         return;
     }
-    let n = Node::up("sbxdep0", "10.213.81.0/24").with_upstreams().await;
+    // Drift checked every second (see below).
+    let n = Node::with_drift_every("sbxdep0", "10.213.81.0/24", 1)
+        .with_upstreams()
+        .await;
     let c = n.client();
     // The fake other node holds 140: the deploy skips it.
     std::fs::write(n.node.path("etc/pve/other-nodes"), "pve2 qemu 140 winvm\n").expect("other");
@@ -727,6 +768,57 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     let db = std::fs::read(n.daemon.config.state_dir.join("state.db")).expect("db");
     assert!(!String::from_utf8_lossy(&db).contains(TOKEN));
 
+    // Drift: a change behind 1ld's back (`pct set` on the node) is reported
+    // on the deployment (recorded vs actual) and as a lifecycle event;
+    // undoing it clears both, so the healthy deploy itself shows none.
+    let mut events = c.events("/v1/events?type=lifecycle").await;
+    let drift_event = |drifted: bool| {
+        move |e: &oneld::api::Event| {
+            e.payload["action"] == "drift"
+                && e.payload["deployment"] == "nb"
+                && e.payload["drift"]
+                    .as_array()
+                    .is_some_and(|a| a.is_empty() != drifted)
+        }
+    };
+    let set_cores = |cores: &str| {
+        let out = n.pct(&["set", "141", "--cores", cores]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set_cores("1");
+    let got = events
+        .until(Duration::from_secs(30), drift_event(true))
+        .await;
+    let ev = got.last().expect("the drift event");
+    assert_eq!(ev.kind, oneld::api::EventType::Lifecycle);
+    assert_eq!(ev.payload["vmid"], json!(141), "{ev:?}");
+    assert_eq!(
+        ev.payload["drift"],
+        json!([{"field": "cores", "expected": "2", "actual": "1"}]),
+        "{ev:?}"
+    );
+    let drifted: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
+    assert_eq!(
+        drifted.drift,
+        vec![oneld::api::Drift {
+            field: "cores".into(),
+            expected: "2".into(),
+            actual: "1".into(),
+        }],
+        "{drifted:?}"
+    );
+    set_cores("2");
+    events
+        .until(Duration::from_secs(30), drift_event(false))
+        .await;
+    let undone: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
+    assert!(undone.drift.is_empty(), "{undone:?}");
+    drop(events);
+
     // A second deploy of the same name is refused, listing it.
     let (_, msg) = c
         .post("/v1/deployments", &n.request("netbox-agent", "nb"))
@@ -749,17 +841,7 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     assert_eq!(fields, vec!["cores", "settings.interval"], "{p:?}");
     spec["overrides"] = json!({"memory": 512});
     spec["dry_run"] = json!(false);
-    let op: Operation = put(&c, "/v1/deployments/nb", &spec)
-        .await
-        .expect(202)
-        .json();
-    let op = finish(&c, &op.id, Duration::from_secs(120)).await;
-    assert_eq!(
-        op.status,
-        OpStatus::Succeeded,
-        "{op:?}\n{}",
-        log_of(&c, &op.id).await
-    );
+    op_ok(&c, Method::PUT, "/v1/deployments/nb", Some(&spec), 120).await;
     let cfg = n.exec(141, &["cat", "/etc/netbox-agent/config.toml"]);
     assert!(cfg.contains("interval_s = 120"), "{cfg}");
     let dep2: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
@@ -767,40 +849,37 @@ async fn root_deploy_apply_stop_destroy_netbox_agent() {
     assert_eq!(dep2.health.status, HealthStatus::Healthy, "{dep2:?}");
 
     // Stop records the intended state; start brings it back.
-    let op: Operation = c
-        .post("/v1/deployments/nb/stop", &json!({}))
-        .await
-        .expect(202)
-        .json();
-    assert_eq!(
-        finish(&c, &op.id, Duration::from_secs(60)).await.status,
-        OpStatus::Succeeded
-    );
+    op_ok(
+        &c,
+        Method::POST,
+        "/v1/deployments/nb/stop",
+        Some(&json!({})),
+        60,
+    )
+    .await;
     let dep3: Deployment = c.get("/v1/deployments/nb").await.expect(200).json();
     assert_eq!(
         (dep3.intended_state, dep3.state),
         (oneld::api::IntendedState::Stopped, ContainerState::Stopped)
     );
-    let op: Operation = c
-        .post("/v1/deployments/nb/start", &json!({}))
-        .await
-        .expect(202)
-        .json();
-    assert_eq!(
-        finish(&c, &op.id, Duration::from_secs(60)).await.status,
-        OpStatus::Succeeded
-    );
+    op_ok(
+        &c,
+        Method::POST,
+        "/v1/deployments/nb/start",
+        Some(&json!({})),
+        60,
+    )
+    .await;
 
     // Destroy leaves nothing behind.
-    let op: Operation = c
-        .delete("/v1/deployments/nb?purge=true")
-        .await
-        .expect(202)
-        .json();
-    assert_eq!(
-        finish(&c, &op.id, Duration::from_secs(60)).await.status,
-        OpStatus::Succeeded
-    );
+    op_ok(
+        &c,
+        Method::DELETE,
+        "/v1/deployments/nb?purge=true",
+        None,
+        60,
+    )
+    .await;
     assert!(n.vmids().is_empty(), "{:?}", n.vmids());
     c.get("/v1/deployments/nb").await.expect(404);
     assert!(!n.daemon.config.state_dir.join("secrets/nb").exists());
@@ -885,11 +964,7 @@ async fn root_failures_at_each_step_leave_nothing() {
     );
     let dep: Deployment = c.get("/v1/deployments/warmup").await.expect(200).json();
     assert_eq!(dep.health.status, HealthStatus::Degraded, "{dep:?}");
-    let op: Operation = c.delete("/v1/deployments/warmup").await.expect(202).json();
-    assert_eq!(
-        finish(&c, &op.id, Duration::from_secs(60)).await.status,
-        OpStatus::Succeeded
-    );
+    op_ok(&c, Method::DELETE, "/v1/deployments/warmup", None, 60).await;
 
     let cases: &[(&str, &[&str], &str)] = &[
         (
@@ -1061,18 +1136,14 @@ async fn root_adopt_a_hand_made_container() {
         msg.contains("does not look like wikijs-integration"),
         "{msg}"
     );
-    let op: Operation = c
-        .post(
-            "/v1/deployments/adopt",
-            &json!({"vmid": 150, "app": "netbox-agent"}),
-        )
-        .await
-        .expect(202)
-        .json();
-    assert_eq!(
-        finish(&c, &op.id, Duration::from_secs(30)).await.status,
-        OpStatus::Succeeded
-    );
+    op_ok(
+        &c,
+        Method::POST,
+        "/v1/deployments/adopt",
+        Some(&json!({"vmid": 150, "app": "netbox-agent"})),
+        30,
+    )
+    .await;
     let d: Deployment = c
         .get("/v1/deployments/netbox-agent")
         .await
@@ -1206,15 +1277,14 @@ async fn root_proxy_nginx_in_front_of_the_agent() {
 
     // Destroy takes nginx with the container.
     for name in ["px", "plain"] {
-        let op: Operation = c
-            .delete(&format!("/v1/deployments/{name}?purge=true"))
-            .await
-            .expect(202)
-            .json();
-        assert_eq!(
-            finish(&c, &op.id, Duration::from_secs(60)).await.status,
-            OpStatus::Succeeded
-        );
+        op_ok(
+            &c,
+            Method::DELETE,
+            &format!("/v1/deployments/{name}?purge=true"),
+            None,
+            60,
+        )
+        .await;
     }
     assert!(n.vmids().is_empty(), "{:?}", n.vmids());
 }
