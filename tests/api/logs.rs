@@ -279,12 +279,15 @@ async fn follow_streams_until_the_client_goes_then_the_command_dies() {
         "{argv}"
     );
     let sleep_pid = l.traces.join("sleep.pid");
-    wait_for("the follower to start", LIMIT, || {
-        let ready = sleep_pid.exists();
-        async move { ready.then_some(()) }
+    // The shell creates the file before it writes the pid: wait for a pid.
+    let sleeper = wait_for("the follower to start", LIMIT, || {
+        let pid = std::fs::read_to_string(&sleep_pid)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        async move { pid }
     })
     .await;
-    let (pct, sleeper) = (pid_in(&l.traces.join("pid")), pid_in(&sleep_pid));
+    let pct = pid_in(&l.traces.join("pid"));
     assert!(alive(pct) && alive(sleeper));
     // Still open: nothing more, no end.
     assert!(
