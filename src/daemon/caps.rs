@@ -135,7 +135,10 @@ mod tests {
             Err(e @ CapsError::Missing { .. }) => {
                 assert!(!all_present);
                 let text = e.to_string();
-                assert!(text.contains("CAP_") && text.contains("run it as root"), "{text}");
+                assert!(
+                    text.contains("CAP_") && text.contains("run it as root"),
+                    "{text}"
+                );
             }
             Err(e) => panic!("{e}"),
         }
