@@ -7,6 +7,11 @@
 
 mod daemon;
 
+/// The private sandbox node of the root-tier tests (shared with the
+/// sandbox bench and `tests/pve_sandbox.rs`).
+#[path = "support/mod.rs"]
+mod support;
+
 #[path = "api/cli.rs"]
 mod cli;
 

@@ -24,8 +24,7 @@ use serde_json::{json, Value};
 
 use crate::daemon::{root_tier, Client, Daemon, Options};
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
 const WIKI_KEY: &str = "eyJhbGciOiJSUzI1NiJ9.test.key";

@@ -352,10 +352,7 @@ async fn unknown_404_stopped_missing_and_no_journal_422_bad_lines_400() {
 
 // ---------------------------------------------------------------- root tier
 
-// `deployments.rs` has its own private copy; both are the same small file.
-#[allow(clippy::duplicate_mod)]
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 /// A deployed netbox-agent on a private sandbox node (real LXC, journald
 /// in the container): its journal through the API, `--follow` ended by the
