@@ -22,13 +22,15 @@ echo "==> 1ldctl host"
 
 deploy() { # app, then deploy arguments
   local app=$1; shift
-  if 1ldctl status "$app" >/dev/null 2>&1; then
-    echo "==> $app is already deployed"
-  else
-    echo
-    echo "==> 1ldctl deploy $app $*"
-    1ldctl deploy "$app" --name "$app" "$@"
-  fi
+  local rc=0
+  1ldctl status "$app" >/dev/null 2>&1 || rc=$?
+  case $rc in
+    0) echo "==> $app is already deployed" ;;
+    3) echo
+       echo "==> 1ldctl deploy $app $*"
+       1ldctl deploy "$app" --name "$app" "$@" ;;
+    *) 1ldctl status "$app"; exit "$rc" ;;  # not "not found": show why and stop
+  esac
 }
 deploy netbox-agent --set "netbox_url=http://$host:8000" --secret "netbox_token=@$DEMO/netbox-token"
 deploy wikijs-integration --set "wikijs_url=http://$host:3000" --secret "wikijs_api_key=@$DEMO/wikijs-key"
