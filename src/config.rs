@@ -23,6 +23,8 @@ pub struct Config {
     pub ops: OpsConfig,
     /// `[apps]`: app manifests, agent binaries, deploy timeouts.
     pub apps: AppsConfig,
+    /// `[supervise]`: health probes, the escalation ladder, health history.
+    pub supervise: SuperviseConfig,
 }
 
 impl Default for Config {
@@ -33,6 +35,7 @@ impl Default for Config {
             pve: PveConfig::default(),
             ops: OpsConfig::default(),
             apps: AppsConfig::default(),
+            supervise: SuperviseConfig::default(),
         }
     }
 }
@@ -168,6 +171,97 @@ impl Default for AppsConfig {
     }
 }
 
+/// Where the supervisor reads the state of every container from, once per tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostStateSource {
+    /// `files` when `ct_config_dir` exists and `/proc/net/unix` is readable, else `pct-list`.
+    Auto,
+    /// No subprocess: the container configs in `ct_config_dir` (existence and
+    /// `lock:`) and LXC's command sockets in `/proc/net/unix` (running), as
+    /// Proxmox's own `pct list` reads them.
+    Files,
+    /// One `pct list` per tick.
+    PctList,
+}
+
+/// `[supervise]`: how deployments are watched and repaired. Probe timing and
+/// thresholds here are the defaults; an app's `[supervise]` and a
+/// deployment's `overrides.supervise` take precedence, field by field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuperviseConfig {
+    /// Supervise at all (probes, history, remediation).
+    pub enabled: bool,
+    /// Seconds between probes of one deployment.
+    pub interval_secs: u64,
+    /// Seconds one probe may take.
+    pub probe_timeout_secs: u64,
+    /// Up to this many seconds of random delay per probe, so probes spread out.
+    pub jitter_secs: u64,
+    /// Consecutive good results that make a deployment healthy again.
+    pub healthy_threshold: u32,
+    /// Consecutive bad results that make a deployment unhealthy.
+    pub unhealthy_threshold: u32,
+    /// How many probes run at once.
+    pub probe_concurrency: usize,
+    /// Where container states come from.
+    pub host_state: HostStateSource,
+    /// Proxmox's container configs (`<vmid>.conf`) for this node.
+    pub ct_config_dir: PathBuf,
+    /// LXC's path; a running container has the abstract socket
+    /// `@<lxc_path>/<vmid>/command`.
+    pub lxc_path: PathBuf,
+    /// Act on unhealthy deployments (restart, reboot, start). Off: observe and notify only.
+    pub remediate: bool,
+    /// Seconds after a service restart before the container is rebooted.
+    pub restart_grace_secs: u64,
+    /// Seconds after a reboot (or start) before giving up.
+    pub reboot_grace_secs: u64,
+    /// Restore the last verified backup before giving up (needs backups).
+    pub restore_backup: bool,
+    /// At most this many remediations per deployment per hour.
+    pub max_remediations_per_hour: u32,
+    /// First pause between two remediations of one deployment (seconds);
+    /// doubles after each one, up to `backoff_max_secs`.
+    pub backoff_initial_secs: u64,
+    /// Longest pause between two remediations (seconds).
+    pub backoff_max_secs: u64,
+    /// Healthy this many seconds after an incident resets the ladder.
+    pub stable_secs: u64,
+    /// Raw probe results are kept this many hours.
+    pub history_raw_hours: u32,
+    /// Hourly rollups are kept this many days.
+    pub history_rollup_days: u32,
+}
+
+impl Default for SuperviseConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 10,
+            probe_timeout_secs: 5,
+            jitter_secs: 2,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            probe_concurrency: 32,
+            host_state: HostStateSource::Auto,
+            ct_config_dir: PathBuf::from("/etc/pve/lxc"),
+            lxc_path: PathBuf::from("/var/lib/lxc"),
+            remediate: true,
+            restart_grace_secs: 60,
+            reboot_grace_secs: 120,
+            restore_backup: false,
+            max_remediations_per_hour: 5,
+            backoff_initial_secs: 30,
+            backoff_max_secs: 900,
+            stable_secs: 600,
+            history_raw_hours: 24,
+            history_rollup_days: 30,
+        }
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -253,6 +347,43 @@ impl Config {
         }
         if !cfg.api.socket.is_absolute() {
             return Err(bad("api.socket", "must be an absolute path"));
+        }
+        let sv = &cfg.supervise;
+        if sv.interval_secs == 0 {
+            return Err(bad("supervise.interval_secs", "must be at least 1"));
+        }
+        if sv.probe_timeout_secs == 0 || sv.probe_timeout_secs > sv.interval_secs.max(1) * 10 {
+            return Err(bad(
+                "supervise.probe_timeout_secs",
+                "must be at least 1 and at most ten intervals",
+            ));
+        }
+        if sv.healthy_threshold == 0 || sv.unhealthy_threshold == 0 {
+            return Err(bad(
+                "supervise.healthy_threshold",
+                "thresholds must be at least 1 (healthy_threshold, unhealthy_threshold)",
+            ));
+        }
+        if sv.probe_concurrency == 0 {
+            return Err(bad("supervise.probe_concurrency", "must be at least 1"));
+        }
+        if !sv.ct_config_dir.is_absolute() || !sv.lxc_path.is_absolute() {
+            return Err(bad(
+                "supervise.ct_config_dir",
+                "ct_config_dir and lxc_path must be absolute paths",
+            ));
+        }
+        if sv.backoff_initial_secs == 0 || sv.backoff_max_secs < sv.backoff_initial_secs {
+            return Err(bad(
+                "supervise.backoff_initial_secs",
+                "must be at least 1 and at most backoff_max_secs",
+            ));
+        }
+        if sv.history_raw_hours == 0 || sv.history_rollup_days == 0 {
+            return Err(bad(
+                "supervise.history_raw_hours",
+                "history_raw_hours and history_rollup_days must be at least 1",
+            ));
         }
         Ok(cfg)
     }

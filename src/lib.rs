@@ -15,6 +15,7 @@
 //! - [`ops`]: operations (submit, progress, log, cancel, compensation, locks, recovery) and their kinds.
 //! - [`apps`]: the app catalog (manifests, settings schema, rendering).
 //! - [`deploy`]: deployments (validation, plan, install, health gate, drift).
+//! - [`notify`]: alerts, the durable notification queue and its targets.
 //! - [`server`]: the API server on the Unix socket (roles, errors, handlers, OpenAPI).
 //! - [`client`]: `1ldctl`, the client of that socket (commands, rendering, exit codes).
 
@@ -26,6 +27,7 @@ pub mod daemon;
 pub mod deploy;
 pub mod error;
 pub mod events;
+pub mod notify;
 pub mod ops;
 pub mod paths;
 pub mod pve;

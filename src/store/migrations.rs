@@ -85,6 +85,66 @@ CREATE TABLE vmid_reservations (
 ) STRICT;
 CREATE INDEX vmid_reservations_by_op ON vmid_reservations (op_id);
 "#,
+    // v3 (issue 6): supervision state, health history, the notification queue.
+    r#"
+CREATE TABLE supervision (
+    deployment    TEXT PRIMARY KEY NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN
+                    ('starting','healthy','degraded','unhealthy','stopped','failed','unknown')),
+    since_ms      INTEGER NOT NULL,
+    detail        TEXT NOT NULL DEFAULT '',
+    incident      TEXT CHECK (incident IS NULL OR json_valid(incident)),
+    ladder        TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(ladder)),
+    updated_ms    INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE health_results (
+    id              INTEGER PRIMARY KEY NOT NULL,
+    deployment      TEXT NOT NULL,
+    first_ms        INTEGER NOT NULL,
+    last_ms         INTEGER NOT NULL,
+    count           INTEGER NOT NULL CHECK (count >= 1),
+    result          TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    latency_ms_sum  REAL NOT NULL DEFAULT 0,
+    latency_ms_max  REAL NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX health_results_by_deployment ON health_results (deployment, last_ms);
+CREATE INDEX health_results_by_time ON health_results (last_ms);
+
+CREATE TABLE health_rollups (
+    deployment      TEXT NOT NULL,
+    hour_ms         INTEGER NOT NULL,
+    up              INTEGER NOT NULL DEFAULT 0,
+    down            INTEGER NOT NULL DEFAULT 0,
+    other           INTEGER NOT NULL DEFAULT 0,
+    healthy         INTEGER NOT NULL DEFAULT 0,
+    degraded        INTEGER NOT NULL DEFAULT 0,
+    latency_ms_sum  REAL NOT NULL DEFAULT 0,
+    latency_ms_max  REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (deployment, hour_ms)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE notifications (
+    id               INTEGER PRIMARY KEY NOT NULL,
+    target           TEXT NOT NULL,
+    event            TEXT NOT NULL,
+    deployment       TEXT,
+    dedupe_key       TEXT,
+    payload          TEXT NOT NULL CHECK (json_valid(payload)),
+    status           TEXT NOT NULL CHECK (status IN ('pending','delivered','failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms  INTEGER NOT NULL,
+    last_error       TEXT,
+    created_ms       INTEGER NOT NULL,
+    delivered_ms     INTEGER
+) STRICT;
+CREATE UNIQUE INDEX notifications_dedupe ON notifications (target, dedupe_key)
+    WHERE dedupe_key IS NOT NULL;
+CREATE INDEX notifications_due ON notifications (status, next_attempt_ms);
+CREATE INDEX notifications_by_created ON notifications (created_ms DESC);
+"#,
 ];
 
 /// The schema version this binary writes.
