@@ -59,6 +59,7 @@ fn seed_deployments(store: &Store) {
                     tags: vec!["1ld".into(), "1ld-netbox-agent".into()],
                     settings,
                     secret_keys: vec!["netbox_token".into()],
+                    supervise: Default::default(),
                 },
                 config_hash: format!("fnv1a64:{i:016x}"),
                 ip: Some(format!("10.0.{}.{}", i / 250, i % 250 + 2)),

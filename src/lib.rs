@@ -16,6 +16,7 @@
 //! - [`apps`]: the app catalog (manifests, settings schema, rendering).
 //! - [`deploy`]: deployments (validation, plan, install, health gate, drift).
 //! - [`notify`]: alerts, the durable notification queue and its targets.
+//! - [`supervise`]: probes, health states, the escalation ladder, health history.
 //! - [`server`]: the API server on the Unix socket (roles, errors, handlers, OpenAPI).
 //! - [`client`]: `1ldctl`, the client of that socket (commands, rendering, exit codes).
 
@@ -27,6 +28,7 @@ pub mod daemon;
 pub mod deploy;
 pub mod error;
 pub mod events;
+pub mod metrics;
 pub mod notify;
 pub mod ops;
 pub mod paths;
@@ -34,3 +36,4 @@ pub mod pve;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod supervise;

@@ -53,6 +53,10 @@ pub struct Overrides {
     /// Chosen at deploy; apply refuses a different value (400 naming
     /// `overrides.proxy`).
     pub proxy: Option<bool>,
+    /// Probe timing and thresholds for this deployment (unset fields: the
+    /// app's `[supervise]`, then `[supervise]` in `1ld.toml`). Apply changes
+    /// only the fields given.
+    pub supervise: Option<crate::api::SuperviseOverrides>,
 }
 
 /// `POST /v1/deployments`: deploy an app into a new container.
@@ -352,6 +356,10 @@ pub struct Deployment {
     /// Differences between the recorded spec and the container, from the
     /// last drift check (empty = none).
     pub drift: Vec<Drift>,
+    /// What supervision concluded (`null`: not supervised yet).
+    pub supervision: Option<crate::api::SupervisionSummary>,
+    /// Probe timing and thresholds chosen for this deployment (unset: the app's, then `1ld.toml`'s).
+    pub supervise: crate::api::SuperviseOverrides,
 }
 
 /// A change `apply` would make.

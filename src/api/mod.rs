@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 pub mod deployments;
+pub mod health;
 
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
@@ -15,6 +16,10 @@ pub use deployments::{
     HealthSummary, IntendedState, LogLine, LogsQuery, Overrides, Plan, PlanFile, Resources,
     SettingInfo, SettingKind, UnmanagedContainer, LOG_LINES_DEFAULT, LOG_LINES_MAX, RESERVED_NAMES,
     SECRET_MASK,
+};
+pub use health::{
+    DeploymentHealth, HealthHour, HealthQuery, HealthRun, HealthState, Incident, LadderView,
+    ProbeOutcome, Remediation, SuperviseOverrides, SupervisionSummary,
 };
 
 /// The API versions this daemon serves.

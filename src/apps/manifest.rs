@@ -56,6 +56,9 @@ pub struct Manifest {
     /// The optional nginx reverse proxy in the container.
     #[serde(default)]
     pub proxy: ProxyDef,
+    /// Supervision timing and thresholds for this app (unset: `1ld.toml`'s).
+    #[serde(default)]
+    pub supervise: crate::api::SuperviseOverrides,
 }
 
 /// `[proxy]`: nginx in the container, serving `port` in front of the
@@ -636,6 +639,9 @@ fn validate(m: &Manifest, text: &str) -> Vec<ManifestError> {
                 s.unit
             ),
         );
+    }
+    for (key, msg) in m.supervise.problems("supervise") {
+        bad(&key, msg);
     }
     let h = &m.health;
     match h.kind {

@@ -206,6 +206,14 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     let drift_every = Duration::from_secs(config.apps.drift_interval_secs);
 
     let shared: SharedConfig = Arc::new(RwLock::new(Arc::new(config)));
+    let supervisor = crate::supervise::Supervisor::new(
+        store.clone(),
+        pve.clone(),
+        ops.clone(),
+        events.clone(),
+        secrets.clone(),
+        shared.clone(),
+    );
     let state = AppState {
         config: shared.clone(),
         pve,
@@ -214,6 +222,7 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         events: events.clone(),
         secrets,
         started,
+        supervisor: supervisor.clone(),
     };
 
     // 7. Serve, then ready.
@@ -243,6 +252,7 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
             loops.clone(),
         ));
     }
+    tokio::spawn(supervisor.run(loops.clone(), heartbeats.register("supervisor")));
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::run_watchdog(
             interval,

@@ -104,6 +104,8 @@ pub struct DeploySpec {
     pub keep_on_failure: bool,
     /// The nginx proxy in front of the service, when on.
     pub proxy: Option<ProxySpec>,
+    /// Probe timing and thresholds chosen for this deployment.
+    pub supervise: crate::api::SuperviseOverrides,
 }
 
 /// The steps of a deploy, in order (also the operation's progress names).
@@ -542,6 +544,10 @@ pub fn build(
             }
         }
     }
+    let supervise = req.overrides.supervise.unwrap_or_default();
+    for (field, msg) in supervise.problems("overrides.supervise") {
+        errs.push(FieldError::new(field, msg));
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -579,6 +585,7 @@ pub fn build(
         config_hash,
         keep_on_failure: req.keep_on_failure,
         proxy,
+        supervise,
     })
 }
 

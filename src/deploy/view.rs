@@ -38,6 +38,17 @@ pub fn to_api(rec: &DeploymentRecord, state: ContainerState) -> Deployment {
         updated_at: rfc3339(rec.updated_ms),
         last_backup: rec.last_backup_ms.map(rfc3339),
         drift: rec.drift.clone(),
+        supervision: None,
+        supervise: rec.spec.supervise,
+    }
+}
+
+/// The supervision summary of a supervision row.
+pub fn supervision(row: &crate::store::SupervisionRow) -> crate::api::SupervisionSummary {
+    crate::api::SupervisionSummary {
+        state: row.state,
+        since: rfc3339(row.since_ms),
+        detail: row.detail.clone(),
     }
 }
 

@@ -10,3 +10,10 @@
 pub mod alert;
 
 pub use alert::{Alert, AlertKind, Severity};
+
+/// Where the supervisor (and later backups/upgrades) hand their alerts.
+pub trait AlertSink: Send + Sync {
+    /// Queues `alert` for every matching target. Idempotent per
+    /// `dedupe_key`; never waits on a network.
+    fn raise(&self, alert: &Alert) -> Result<(), crate::error::Error>;
+}

@@ -599,6 +599,7 @@ impl Runner {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        count_spawn(program);
         let child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 RunError::ProgramNotFound {
@@ -620,6 +621,27 @@ impl Runner {
         };
         Ok((child, guard))
     }
+}
+
+/// Commands started by every runner of this process, by program name
+/// (`pct`, `vzdump`, ...): what `/metrics` reports as
+/// `oneld_host_commands_total` and what the supervision benchmark counts.
+static SPAWNED: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn count_spawn(program: &str) {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    let mut m = SPAWNED.lock().unwrap_or_else(|p| p.into_inner());
+    match m.iter_mut().find(|(n, _)| n == name) {
+        Some((_, c)) => *c += 1,
+        None => m.push((name.to_string(), 1)),
+    }
+}
+
+/// How many commands this process has started, by program name, sorted.
+pub fn spawned_total() -> Vec<(String, u64)> {
+    let mut v = SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    v.sort();
+    v
 }
 
 /// Waits at most `timeout` for `child` to exit. `None`: it did not, so its

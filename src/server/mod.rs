@@ -73,6 +73,8 @@ pub struct AppState {
     pub secrets: Secrets,
     /// When the daemon started.
     pub started: Instant,
+    /// The supervisor (health states, history, live probe data).
+    pub supervisor: crate::supervise::Supervisor,
 }
 
 impl std::fmt::Debug for AppState {
@@ -117,7 +119,10 @@ pub fn router(state: AppState) -> Router {
 
 fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::post;
-    use handlers::{apps, deployments, events, host, logs, openapi, operations, root, templates};
+    use handlers::{
+        apps, deployments, events, health, host, logs, metrics, openapi, operations, root,
+        templates,
+    };
     let ctx = Arc::new(Ctx {
         app: state,
         roles: auth::Roles::new(),
@@ -161,10 +166,15 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
             post(deployments::restart_deployment),
         )
         .route("/deployments/{name}/logs", get(logs::get_deployment_logs))
+        .route(
+            "/deployments/{name}/health",
+            get(health::get_deployment_health),
+        )
         .route("/events", get(events::get_events))
         .route("/openapi.json", get(openapi::get_openapi));
     Router::new()
         .route("/", get(root::get_root))
+        .route("/metrics", get(metrics::get_metrics))
         .nest("/v1", v1)
         .fallback(error::unknown_route)
         .method_not_allowed_fallback(error::wrong_method)

@@ -27,6 +27,12 @@ pub struct StoredSpec {
     /// Keys of the secret settings (values are in the secrets directory).
     #[serde(default)]
     pub secret_keys: Vec<String>,
+    /// Probe timing and thresholds chosen for this deployment.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::api::SuperviseOverrides::is_empty"
+    )]
+    pub supervise: crate::api::SuperviseOverrides,
 }
 
 /// One deployment row.
@@ -356,6 +362,7 @@ mod tests {
                 tags: vec!["1ld".into()],
                 settings: BTreeMap::new(),
                 secret_keys: vec!["netbox_token".into()],
+                supervise: Default::default(),
             },
             config_hash: "fnv1a64:0".into(),
             ip: None,

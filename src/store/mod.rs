@@ -46,11 +46,13 @@ use crate::paths::Paths;
 
 pub mod deployments;
 pub mod events;
+pub mod health;
 pub mod migrations;
 pub mod operations;
 
 pub use deployments::{DeploymentRecord, StoredSpec};
 pub use events::StoredEvent;
+pub use health::{HealthSample, StoredHour, StoredRun, SupervisionRow};
 pub use operations::{OpFilter, OpRecord};
 
 /// How long a connection waits for a lock held by another connection.

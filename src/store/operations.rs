@@ -232,6 +232,20 @@ impl Store {
         raw.map(|r| self.decode_row(r)).transpose()
     }
 
+    /// How many operations the store holds, by kind and status (for `/metrics`).
+    pub fn op_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT kind, status, count(*) FROM operations GROUP BY kind, status ORDER BY kind, status",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            rows.map(|r| r.map(|(k, s, n)| (k, s, u64::try_from(n).unwrap_or(0))))
+                .collect()
+        })
+    }
+
     /// Operations matching `filter`, newest first.
     pub fn list_ops(&self, filter: &OpFilter) -> Result<Vec<OpRecord>, StoreError> {
         let limit = filter.limit.unwrap_or(DEFAULT_LIST).min(MAX_LIST);

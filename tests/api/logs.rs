@@ -66,6 +66,7 @@ fn record(name: &str, vmid: u32) -> DeploymentRecord {
             tags: vec!["1ld".into()],
             settings: Default::default(),
             secret_keys: vec!["netbox_token".into()],
+            supervise: Default::default(),
         },
         config_hash: "fnv1a64:0".into(),
         ip: None,

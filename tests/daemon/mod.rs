@@ -259,14 +259,24 @@ pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
     ops.recover(oneld::ops::kinds::rebuild)
         .await
         .map_err(|e| e.to_string())?;
+    let config = Arc::new(RwLock::new(Arc::new(cfg)));
+    let supervisor = oneld::supervise::Supervisor::new(
+        store.clone(),
+        pve.clone(),
+        ops.clone(),
+        events.clone(),
+        secrets.clone(),
+        config.clone(),
+    );
     let state = AppState {
-        config: Arc::new(RwLock::new(Arc::new(cfg))),
+        config,
         pve,
         store,
         ops: ops.clone(),
         events,
         secrets,
         started: Instant::now(),
+        supervisor,
     };
     Ok((state, ops))
 }

@@ -403,6 +403,7 @@ impl Deploy {
                 tags: spec.tags.clone(),
                 settings: spec.settings.public_json(),
                 secret_keys: spec.settings.secrets.keys().cloned().collect(),
+                supervise: spec.supervise,
             },
             config_hash: spec.config_hash.clone(),
             ip: Some(ip.to_string()),

@@ -67,6 +67,8 @@ pub struct ApplyPlan {
     pub unit: String,
     /// The health probe.
     pub health: crate::apps::manifest::HealthDef,
+    /// The deployment's supervision overrides after the change.
+    pub supervise: crate::api::SuperviseOverrides,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +144,19 @@ impl DeploymentOp {
         Ok(())
     }
 
+    /// Tells supervision the user acted: the state becomes `state` and
+    /// the escalation ladder starts over.
+    fn supervised(&self, state: crate::api::HealthState, why: &str) {
+        if let Ok(env) = self.env() {
+            if let Err(e) = env
+                .store
+                .supervision_user_action(&self.name, state, why, now_ms())
+            {
+                tracing::warn!(deployment = %self.name, "cannot reset supervision: {e}");
+            }
+        }
+    }
+
     fn event(&self, action: &str) {
         if let Ok(env) = self.env() {
             env.events.publish(
@@ -162,6 +177,7 @@ impl DeploymentOp {
             }
             Err(e) => return Err(step_error("start container", e.into())),
         }
+        self.supervised(crate::api::HealthState::Starting, "started by the user");
         self.event("deployment_started");
         Ok(())
     }
@@ -178,6 +194,7 @@ impl DeploymentOp {
             }
             Err(e) => return Err(step_error("stop container", e.into())),
         }
+        self.supervised(crate::api::HealthState::Stopped, "stopped by the user");
         self.event("deployment_stopped");
         Ok(())
     }
@@ -197,6 +214,7 @@ impl DeploymentOp {
             }
             Err(e) => return Err(step_error("restart container", e.into())),
         }
+        self.supervised(crate::api::HealthState::Starting, "restarted by the user");
         self.event("deployment_restarted");
         Ok(())
     }
@@ -231,6 +249,7 @@ impl DeploymentOp {
         ctx.step(3, 3, "forget deployment");
         env.store.delete_deployment(&self.name)?;
         env.secrets.remove_deployment(&self.name)?;
+        env.store.supervision_forget(&self.name)?;
         ctx.log(&format!(
             "deployment '{}' and its secrets removed; backups are kept",
             self.name
@@ -348,6 +367,7 @@ impl DeploymentOp {
             tags: rec.spec.tags.clone(),
             settings: plan.settings.clone(),
             secret_keys: plan.secrets.keys().cloned().collect(),
+            supervise: plan.supervise,
         };
         if let Some((_, hash)) = &plan.files {
             rec.config_hash = hash.clone();
@@ -365,6 +385,12 @@ impl DeploymentOp {
             "deployment '{}' converged (config {})",
             self.name, rec.config_hash
         ));
+        if plan.files.is_some() {
+            self.supervised(
+                crate::api::HealthState::Starting,
+                "reconfigured by the user",
+            );
+        }
         self.event("deployment_applied");
         Ok(())
     }

@@ -8,6 +8,7 @@ use super::OpTask;
 
 pub mod deploy;
 pub mod deployment;
+pub mod remediate;
 pub mod template_download;
 
 /// Rebuilds any known kind from its persisted payload (for
@@ -22,6 +23,10 @@ pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask
         | deployment::DESTROY
         | deployment::APPLY
         | deployment::ADOPT => deployment::rebuild(payload),
+        remediate::RESTART_SERVICE
+        | remediate::REBOOT
+        | remediate::START
+        | remediate::RESTORE_BACKUP => remediate::rebuild(payload),
         _ => None,
     }
 }

@@ -134,6 +134,7 @@ pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<De
         None => BTreeMap::new(),
     };
     let listed = !states.is_empty() || ctx.app.pve.is_some();
+    let sup = ctx.app.store.supervision_all()?;
     Ok(Json(
         recs.iter()
             .map(|r| {
@@ -142,7 +143,9 @@ pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<De
                 } else {
                     ContainerState::Unknown
                 });
-                view::to_api(r, s)
+                let mut d = view::to_api(r, s);
+                d.supervision = sup.get(&r.name).map(view::supervision);
+                d
             })
             .collect(),
     ))
@@ -165,10 +168,17 @@ pub async fn get_deployment(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Deployment>, Error> {
     let rec = record(&ctx, &name)?;
-    Ok(Json(match &ctx.app.pve {
+    let mut d = match &ctx.app.pve {
         Some(p) => view::live(p, &ctx.app.store, &env(&ctx).catalog(), rec).await,
         None => view::to_api(&rec, ContainerState::Unknown),
-    }))
+    };
+    d.supervision = ctx
+        .app
+        .store
+        .supervision(&name)?
+        .as_ref()
+        .map(view::supervision);
+    Ok(Json(d))
 }
 
 async fn lifecycle(
@@ -344,6 +354,7 @@ pub async fn adopt_deployment(
             tags: cfg.tags.clone(),
             settings: BTreeMap::new(),
             secret_keys: Vec::new(),
+            supervise: Default::default(),
         },
         config_hash: "adopted".into(),
         ip: None,
@@ -457,6 +468,11 @@ pub async fn put_deployment(
             ),
         ));
     }
+    if let Some(sv) = &o.supervise {
+        for (field, msg) in sv.problems("overrides.supervise") {
+            errs.push(FieldError::new(field, msg));
+        }
+    }
     let new_res = resources(&mut errs, &rec.spec.resources, o, None);
     if new_res.bridge != rec.spec.resources.bridge
         && !crate::deploy::net::bridges(&env.apps.sys_class_net).contains(&new_res.bridge)
@@ -544,6 +560,43 @@ pub async fn put_deployment(
             });
         }
     }
+    let supervise = o.supervise.unwrap_or_default().or(rec.spec.supervise);
+    for (field, from, to) in [
+        (
+            "interval_secs",
+            rec.spec.supervise.interval_secs,
+            supervise.interval_secs,
+        ),
+        (
+            "timeout_secs",
+            rec.spec.supervise.timeout_secs,
+            supervise.timeout_secs,
+        ),
+        (
+            "jitter_secs",
+            rec.spec.supervise.jitter_secs,
+            supervise.jitter_secs,
+        ),
+        (
+            "healthy_after",
+            rec.spec.supervise.healthy_after.map(u64::from),
+            supervise.healthy_after.map(u64::from),
+        ),
+        (
+            "unhealthy_after",
+            rec.spec.supervise.unhealthy_after.map(u64::from),
+            supervise.unhealthy_after.map(u64::from),
+        ),
+    ] {
+        if from != to {
+            let show = |v: Option<u64>| v.map_or("default".to_string(), |v| v.to_string());
+            changes.push(Change {
+                field: format!("supervise.{field}"),
+                from: show(from),
+                to: show(to),
+            });
+        }
+    }
     let set = set_spec(r0, &new_res);
     let config_changed = hash != rec.config_hash;
     let mut steps = Vec::new();
@@ -579,6 +632,7 @@ pub async fn put_deployment(
         unit: app.manifest.service.unit.clone(),
         // Through the proxy when the deployment has one.
         health: crate::deploy::proxy::deployed_health(&app.manifest, &rec.spec.tags),
+        supervise,
     };
     submit(
         &ctx,

@@ -9,8 +9,10 @@
 pub mod apps;
 pub mod deployments;
 pub mod events;
+pub mod health;
 pub mod host;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod root;

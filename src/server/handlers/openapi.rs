@@ -45,6 +45,8 @@ use crate::api;
         super::deployments::list_unmanaged,
         super::deployments::adopt_deployment,
         super::logs::get_deployment_logs,
+        super::health::get_deployment_health,
+        super::metrics::get_metrics,
         super::events::get_events,
         get_openapi,
     ),
@@ -89,6 +91,16 @@ use crate::api;
         api::AdoptRequest,
         api::UnmanagedContainer,
         api::LogLine,
+        api::HealthState,
+        api::ProbeOutcome,
+        api::DeploymentHealth,
+        api::Incident,
+        api::Remediation,
+        api::LadderView,
+        api::HealthRun,
+        api::HealthHour,
+        api::SupervisionSummary,
+        api::SuperviseOverrides,
     )),
     tags(
         (name = "root", description = "Versions and extensions"),
@@ -98,6 +110,7 @@ use crate::api;
         (name = "apps", description = "The app catalog"),
         (name = "deployments", description = "Apps running in their containers"),
         (name = "events", description = "The event stream"),
+        (name = "metrics", description = "Prometheus metrics"),
         (name = "openapi", description = "This document"),
     )
 )]
