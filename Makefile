@@ -93,11 +93,11 @@ fmt:
 
 # Fast tier: no root, no containers.
 test-fast:
-	$(CARGO) test --workspace
+	ONELD_REQUIRE_TOOLS=1 $(CARGO) test --workspace
 
 # Sandbox tier: real LXC containers, real dnsmasq. Root only; never skips.
 test-sandbox: deps sandbox-bin agents-bin template debs
-	PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace -- --test-threads=1
+	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace -- --test-threads=1
 
 test: deps lint test-fast test-sandbox
 

@@ -50,6 +50,19 @@ if ! cargo deny --version >/dev/null 2>&1; then
   cargo install --locked cargo-deny --version 0.20.2 </dev/null
 fi
 
+# promtool (`promtool check metrics` validates GET /metrics in the tests),
+# taken out of Debian's prometheus package without installing the server.
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/tools"
+if [ ! -x "$tools/promtool" ]; then
+  echo "install-deps: extracting promtool from Debian's prometheus package"
+  work="$(mktemp -d)"; chmod 0755 "$work"
+  (cd "$work" && apt-get download prometheus </dev/null >/dev/null)
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  mkdir -p "$tools"
+  install -m 0755 "$work/x/usr/bin/promtool" "$tools/promtool"
+  rm -rf "$work"
+fi
+
 # Unprivileged containers map root to 100000..165535, as on Proxmox VE.
 for f in /etc/subuid /etc/subgid; do
   grep -q '^root:100000:65536$' "$f" 2>/dev/null || echo 'root:100000:65536' >> "$f"

@@ -103,6 +103,14 @@ pub enum Command {
         #[arg(short, long)]
         yes: bool,
     },
+    /// Supervised health: state, incident, remediations, uptime and history.
+    Health {
+        /// Deployment name.
+        name: String,
+        /// Window start: a duration back from now (90m, 24h, 7d) or an RFC 3339 time.
+        #[arg(long, default_value = "24h")]
+        since: String,
+    },
     /// The service's journal inside the container.
     Logs {
         /// Deployment name.

@@ -90,6 +90,7 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
             follow,
             lines,
         } => logs(c, out, &name, follow, lines).await,
+        Command::Health { name, since } => health(c, out, &name, &since).await,
         Command::Adopt {
             vmid,
             app,
@@ -560,6 +561,22 @@ async fn status(c: &Client, out: &Output, name: &str) -> Result<u8, ClientError>
         .await
         .unwrap_or_default();
     out.print(&rd::status(&d, &recent, out.style()));
+    Ok(EXIT_OK)
+}
+
+async fn health(c: &Client, out: &Output, name: &str, since: &str) -> Result<u8, ClientError> {
+    let path = format!(
+        "/v1/deployments/{}/health{}",
+        encode(name),
+        query(&[("since", Some(since.to_string()))])
+    );
+    let v: Value = c.get(&path).await?;
+    if out.json {
+        out.json_value(&v);
+        return Ok(EXIT_OK);
+    }
+    let h: crate::api::DeploymentHealth = typed(&format!("GET {path}"), v)?;
+    out.print(&rd::health(&h, out.style()));
     Ok(EXIT_OK)
 }
 

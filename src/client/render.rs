@@ -590,7 +590,10 @@ pub mod deployments {
         let rows: Vec<Vec<Cell>> = ds
             .iter()
             .map(|d| {
-                let health = health_name(d.health.status);
+                let health = match &d.supervision {
+                    Some(s) => s.state.as_str(),
+                    None => health_name(d.health.status),
+                };
                 let mut name = d.name.clone();
                 if !d.drift.is_empty() {
                     name.push('*');
@@ -633,6 +636,100 @@ pub mod deployments {
             serde_json::Value::Array(a) => a.iter().map(value_text).collect::<Vec<_>>().join(","),
             other => other.to_string(),
         }
+    }
+
+    /// `1ldctl health NAME`.
+    pub fn health(h: &crate::api::DeploymentHealth, style: Style) -> String {
+        let state = h.state.as_str();
+        let mut pairs = vec![
+            ("deployment", Cell::new(h.deployment.clone())),
+            ("state", Cell::toned(state, word_tone(state))),
+            ("since", Cell::new(short_time(&h.since))),
+            ("detail", Cell::new(h.detail.clone())),
+            ("probe", Cell::new(h.probe.clone())),
+            (
+                "uptime",
+                Cell::new(match h.uptime_percent {
+                    Some(p) => format!("{p:.2}% since {}", short_time(&h.window_since)),
+                    None => format!("no results since {}", short_time(&h.window_since)),
+                }),
+            ),
+            (
+                "remediations",
+                Cell::new(format!(
+                    "{} in the last hour (limit {}){}{}",
+                    h.ladder.last_hour,
+                    h.ladder.max_per_hour,
+                    h.ladder
+                        .next_allowed_at
+                        .as_deref()
+                        .map(|t| format!("; next not before {}", short_time(t)))
+                        .unwrap_or_default(),
+                    h.ladder
+                        .waiting
+                        .as_deref()
+                        .map(|w| format!("; waiting: {w}"))
+                        .unwrap_or_default()
+                )),
+            ),
+        ];
+        if let Some(i) = &h.incident {
+            let acts: Vec<String> = i
+                .actions
+                .iter()
+                .map(|a| format!("{} at {}", a.action, short_time(&a.at)))
+                .collect();
+            pairs.push((
+                "incident",
+                Cell::toned(
+                    format!(
+                        "since {}: {}{}{}",
+                        short_time(&i.started_at),
+                        i.reason,
+                        if acts.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; tried {}", acts.join(", "))
+                        },
+                        if i.gave_up { "; gave up" } else { "" }
+                    ),
+                    Some(Tone::Bad),
+                ),
+            ));
+        }
+        let mut out = fields(&pairs, style);
+        if !h.results.is_empty() {
+            out.push('\n');
+            let shown = &h.results[h.results.len().saturating_sub(15)..];
+            let rows: Vec<Vec<Cell>> = shown
+                .iter()
+                .map(|r| {
+                    let res = r.result.as_str();
+                    vec![
+                        Cell::new(short_time(&r.from)),
+                        Cell::new(short_time(&r.to)),
+                        Cell::new(r.count.to_string()),
+                        Cell::toned(res, word_tone(res)),
+                        Cell::new(r.state.as_str()),
+                        Cell::new(format!("{:.1}", r.latency_ms_avg)),
+                        Cell::new(r.detail.chars().take(80).collect::<String>()),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &["FROM", "TO", "N", "RESULT", "STATE", "MS", "DETAIL"],
+                &rows,
+                style,
+            ));
+            if h.results.len() > shown.len() {
+                out.push_str(&format!(
+                    "({} earlier runs; `1ldctl health {} --json` has them all)\n",
+                    h.results.len() - shown.len(),
+                    h.deployment
+                ));
+            }
+        }
+        out
     }
 
     /// `1ldctl status NAME`: the deployment and its recent operations.

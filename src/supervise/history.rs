@@ -37,7 +37,11 @@ pub fn parse_since(since: Option<&str>, now_ms: i64) -> Result<i64, Error> {
         _ => None,
     };
     // The unit is one ASCII byte, so this slice is on a char boundary.
-    let num = if unit_ms.is_some() { &s[..s.len() - 1] } else { "" };
+    let num = if unit_ms.is_some() {
+        &s[..s.len() - 1]
+    } else {
+        ""
+    };
     let from = match unit_ms {
         Some(mult) if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) => {
             let n: i64 = num.parse().map_err(|_| bad())?;
@@ -196,7 +200,15 @@ mod tests {
             now,
             "future: now"
         );
-        for bad in ["yesterday", "5y", "m", "-3h", "99999999999999999999d", "5é", "é"] {
+        for bad in [
+            "yesterday",
+            "5y",
+            "m",
+            "-3h",
+            "99999999999999999999d",
+            "5é",
+            "é",
+        ] {
             let e = parse_since(Some(bad), now).unwrap_err();
             assert!(e.message.starts_with("since:"), "{bad}: {}", e.message);
         }

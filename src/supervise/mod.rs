@@ -740,6 +740,7 @@ impl Supervisor {
                 Decision::Nothing
             };
             let mut waiting = None;
+            let acting = matches!(decision, Decision::Act(_));
             match decision {
                 Decision::Nothing => {}
                 Decision::Wait(w) => waiting = Some(w),
@@ -791,7 +792,8 @@ impl Supervisor {
                 detail: obs.detail,
                 latency_ms: obs.latency_ms,
             });
-            if row != before || token.is_none() {
+            // An action is recorded in the row, so an acting row is always written.
+            if row != before || token.is_none() || acting {
                 row.updated_ms = now.max(before.updated_ms + 1);
                 writes.push((row, token));
             }

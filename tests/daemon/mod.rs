@@ -318,6 +318,8 @@ impl Daemon {
         config.pve.command_timeout_secs = 10;
         config.pve.long_command_timeout_secs = 20;
         config.ops.shutdown_grace_secs = 5;
+        // Supervision acts on deployments; only the tests about it turn it on.
+        config.supervise.enabled = false;
         (opts.config)(&mut config);
         (opts.prepare)(&config);
         let socket = config.api.socket.clone();
