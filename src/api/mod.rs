@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 pub mod deployments;
+pub mod notifications;
 
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
@@ -15,6 +16,11 @@ pub use deployments::{
     HealthSummary, IntendedState, LogLine, LogsQuery, Overrides, Plan, PlanFile, Resources,
     SettingInfo, SettingKind, UnmanagedContainer, LOG_LINES_DEFAULT, LOG_LINES_MAX, RESERVED_NAMES,
     SECRET_MASK,
+};
+
+pub use notifications::{
+    Notification, NotificationsQuery, NotificationsView, NotifyTarget, NotifyTestRequest,
+    NotifyTestResult, SecretValue, NOTIFICATIONS_LIMIT_DEFAULT, NOTIFICATIONS_LIMIT_MAX,
 };
 
 /// The API versions this daemon serves.
@@ -191,6 +197,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "deployments",
     "logs",
     "event_history",
+    "notifications",
 ];
 
 /// `GET /v1/host`: the facts a client needs to validate a deploy.

@@ -2,7 +2,7 @@
 //!
 //! What this module owns:
 //! - [`AppState`]: what the daemon hands the server (config, `pve`, store,
-//!   operations, events, secrets);
+//!   operations, events, secrets, notifier);
 //! - [`router`] / [`serve`]: the routes (handler files mirror URLs, see
 //!   [`handlers`]), the role layer ([`auth`]), graceful shutdown;
 //! - [`socket`]: binding the socket or taking it from systemd;
@@ -71,6 +71,8 @@ pub struct AppState {
     pub events: EventBus,
     /// Secrets and the redactor.
     pub secrets: Secrets,
+    /// Notifications: the queue and its targets.
+    pub notifier: crate::notify::Notifier,
     /// When the daemon started.
     pub started: Instant,
 }
@@ -117,7 +119,9 @@ pub fn router(state: AppState) -> Router {
 
 fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::post;
-    use handlers::{apps, deployments, events, host, logs, openapi, operations, root, templates};
+    use handlers::{
+        apps, deployments, events, host, logs, notifications, openapi, operations, root, templates,
+    };
     let ctx = Arc::new(Ctx {
         app: state,
         roles: auth::Roles::new(),
@@ -162,6 +166,16 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         )
         .route("/deployments/{name}/logs", get(logs::get_deployment_logs))
         .route("/events", get(events::get_events))
+        .route("/notifications", get(notifications::list_notifications))
+        .route(
+            "/notifications/test",
+            post(notifications::test_notifications),
+        )
+        .route(
+            "/notifications/targets/{name}/secret",
+            axum::routing::put(notifications::put_target_secret)
+                .delete(notifications::delete_target_secret),
+        )
         .route("/openapi.json", get(openapi::get_openapi));
     Router::new()
         .route("/", get(root::get_root))

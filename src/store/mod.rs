@@ -47,10 +47,15 @@ use crate::paths::Paths;
 pub mod deployments;
 pub mod events;
 pub mod migrations;
+pub mod notifications;
 pub mod operations;
 
 pub use deployments::{DeploymentRecord, StoredSpec};
 pub use events::StoredEvent;
+pub use notifications::{
+    NewNotification, NotificationFilter, NotificationRow, NotificationStatus, QueueStats,
+    TargetQueue,
+};
 pub use operations::{OpFilter, OpRecord};
 
 /// How long a connection waits for a lock held by another connection.

@@ -259,13 +259,16 @@ pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
     ops.recover(oneld::ops::kinds::rebuild)
         .await
         .map_err(|e| e.to_string())?;
+    let shared = Arc::new(RwLock::new(Arc::new(cfg)));
+    let notifier = oneld::notify::Notifier::new(store.clone(), secrets.clone(), shared.clone());
     let state = AppState {
-        config: Arc::new(RwLock::new(Arc::new(cfg))),
+        config: shared,
         pve,
         store,
         ops: ops.clone(),
         events,
         secrets,
+        notifier,
         started: Instant::now(),
     };
     Ok((state, ops))

@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod events;
 pub mod host;
 pub mod logs;
+pub mod notifications;
 pub mod openapi;
 pub mod operations;
 pub mod root;

@@ -46,6 +46,10 @@ use crate::api;
         super::deployments::adopt_deployment,
         super::logs::get_deployment_logs,
         super::events::get_events,
+        super::notifications::list_notifications,
+        super::notifications::test_notifications,
+        super::notifications::put_target_secret,
+        super::notifications::delete_target_secret,
         get_openapi,
     ),
     components(schemas(
@@ -89,6 +93,14 @@ use crate::api;
         api::AdoptRequest,
         api::UnmanagedContainer,
         api::LogLine,
+        api::NotificationsView,
+        api::NotifyTarget,
+        api::Notification,
+        api::notifications::Severity,
+        api::notifications::NotificationStatus,
+        api::NotifyTestRequest,
+        api::NotifyTestResult,
+        api::SecretValue,
     )),
     tags(
         (name = "root", description = "Versions and extensions"),
@@ -98,6 +110,7 @@ use crate::api;
         (name = "apps", description = "The app catalog"),
         (name = "deployments", description = "Apps running in their containers"),
         (name = "events", description = "The event stream"),
+        (name = "notifications", description = "Alert targets and the delivery queue"),
         (name = "openapi", description = "This document"),
     )
 )]
