@@ -24,6 +24,9 @@ mod events;
 #[path = "api/logs.rs"]
 mod logs;
 
+#[path = "api/notify.rs"]
+mod notify;
+
 use std::time::Duration;
 
 use daemon::{Client, Daemon, Options, LIMIT, TINY};
