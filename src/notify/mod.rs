@@ -3,7 +3,7 @@
 //!
 //! - [`alert`]: what the supervisor (and later backups/upgrades) raise;
 //! - [`config`]: `[notify]` (delivery settings, named targets);
-//! - [`format`]: what each kind of target receives (pure functions);
+//! - [`format`](mod@format): what each kind of target receives (pure functions);
 //! - [`http`]: one HTTP(S) POST (hyper + rustls);
 //! - [`worker`]: the delivery loop;
 //! - [`Notifier`]: the handle the daemon, the API and the supervisor share.
