@@ -197,11 +197,12 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| SendError::Http(e.to_string()))?;
-    let driver = tokio::spawn(async move {
+    // Aborted on drop, also when the timeout drops this future mid-exchange.
+    let _driver = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "notification connection ended");
         }
-    });
+    }));
     let result = async {
         let resp = sender
             .send_request(request)
@@ -228,6 +229,13 @@ where
         })
     }
     .await;
-    driver.abort();
     result
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
