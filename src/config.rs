@@ -25,6 +25,8 @@ pub struct Config {
     pub apps: AppsConfig,
     /// `[supervise]`: health probes, the escalation ladder, health history.
     pub supervise: SuperviseConfig,
+    /// `[notify]`: notification targets and delivery.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             ops: OpsConfig::default(),
             apps: AppsConfig::default(),
             supervise: SuperviseConfig::default(),
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -385,6 +388,10 @@ impl Config {
                 "history_raw_hours and history_rollup_days must be at least 1",
             ));
         }
+        cfg.notify.validate().map_err(|e| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         Ok(cfg)
     }
 

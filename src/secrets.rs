@@ -34,6 +34,11 @@ use std::sync::{Arc, RwLock};
 use crate::error::Error;
 use crate::paths::Paths;
 
+/// The reserved directory of notification targets' secrets
+/// (`secrets/_notify/<target>`): `_` is not allowed in a deployment name (a
+/// DNS label), so no deployment can clash with it.
+pub const NOTIFY_NAMESPACE: &str = "_notify";
+
 /// What redacted text shows instead of a secret.
 pub const MASK: &str = "***";
 /// Longest deployment or key name.
@@ -291,6 +296,23 @@ impl Secrets {
         Ok(keys)
     }
 
+    /// Deletes one value; `false` when there was none. Its value stays known
+    /// to the redactor until restart.
+    pub fn remove(&self, deployment: &str, key: &str) -> Result<bool, Error> {
+        let path = self.file(deployment, key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                let dir = self.dir.join(deployment);
+                fs::File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_err("cannot sync", &dir, e))?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("cannot remove", &path, e)),
+        }
+    }
+
     /// Deletes every secret of `deployment`. Their values stay known to the
     /// redactor until restart: text logged earlier may still quote them.
     pub fn remove_deployment(&self, deployment: &str) -> Result<(), Error> {
@@ -450,6 +472,11 @@ mod tests {
         // A new process learns every stored value at open.
         let again = Secrets::open(&p).expect("reopen");
         assert_eq!(again.redactor().redact("pw-two tok"), "*** ***");
+        assert!(again
+            .remove("nextcloud", "admin.token")
+            .expect("remove one"));
+        assert!(!again.remove("nextcloud", "admin.token").expect("gone"));
+        assert_eq!(again.keys("nextcloud").expect("keys"), ["db_password"]);
         again.remove_deployment("nextcloud").expect("remove");
         assert!(again.keys("nextcloud").expect("keys").is_empty());
     }

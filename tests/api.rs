@@ -24,6 +24,8 @@ mod events;
 #[path = "api/logs.rs"]
 mod logs;
 
+#[path = "api/notify.rs"]
+mod notify;
 #[path = "api/supervise.rs"]
 mod supervise;
 

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 pub mod deployments;
 pub mod health;
+pub mod notifications;
 
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
@@ -20,6 +21,11 @@ pub use deployments::{
 pub use health::{
     DeploymentHealth, HealthHour, HealthQuery, HealthRun, HealthState, Incident, LadderView,
     ProbeOutcome, Remediation, SuperviseOverrides, SupervisionSummary,
+};
+
+pub use notifications::{
+    Notification, NotificationsQuery, NotificationsView, NotifyTarget, NotifyTestRequest,
+    NotifyTestResult, SecretValue, NOTIFICATIONS_LIMIT_DEFAULT, NOTIFICATIONS_LIMIT_MAX,
 };
 
 /// The API versions this daemon serves.
@@ -196,6 +202,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "deployments",
     "logs",
     "event_history",
+    "notifications",
 ];
 
 /// `GET /v1/host`: the facts a client needs to validate a deploy.

@@ -169,6 +169,12 @@ pub enum Command {
     },
     /// The node: Proxmox version, storages, bridges, templates.
     Host,
+    /// Notification targets, the delivery queue and its failures; test sends; target secrets.
+    Notify {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: NotifyCmd,
+    },
     /// Container templates.
     Template {
         /// What to do.
@@ -209,6 +215,48 @@ pub enum TemplateCmd {
         /// Return once the operation is accepted.
         #[arg(long)]
         no_wait: bool,
+    },
+}
+
+/// `1ldctl notify ...`.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCmd {
+    /// The targets (with their queue and last error) and the notifications, newest first.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only this status: pending, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many notifications (default 50, at most 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Only notifications with an id below this one (the next page).
+        #[arg(long, value_name = "ID")]
+        before: Option<i64>,
+    },
+    /// Send a test message now to TARGET, or to every target; exit 1 unless
+    /// every one was delivered.
+    Test {
+        /// The target (default: all).
+        target: Option<String>,
+    },
+    /// Set a target's secret (webhook HMAC key, ntfy access token, Gotify app
+    /// token, Home Assistant webhook id), read from stdin or --from-file;
+    /// never from the command line (it would show in `ps`).
+    SetSecret {
+        /// The target.
+        target: String,
+        /// Read the value from this file (one trailing newline removed).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+    },
+    /// Delete a target's secret.
+    DeleteSecret {
+        /// The target.
+        target: String,
     },
 }
 

@@ -43,6 +43,7 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
     match cmd {
         Command::Version => version(c, out).await,
         Command::Host => host(c, out).await,
+        Command::Notify { cmd } => super::notify::run(c, out, cmd).await,
         Command::Ops(a) => ops(c, out, &a).await,
         Command::Op { id, wait, log } => op(c, out, &id, wait, log).await,
         Command::Cancel { id } => cancel(c, out, &id).await,

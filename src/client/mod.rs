@@ -1,7 +1,8 @@
 //! `1ldctl`, the client: the command line ([`cli`]), HTTP over the daemon's
 //! Unix socket typed with [`crate::api`] ([`http`]), the error type and its
 //! exit codes ([`error`]), human rendering ([`render`]), following
-//! operations ([`progress`]) and the commands ([`commands`]).
+//! operations ([`progress`]) and the commands ([`commands`]; `1ldctl notify`
+//! in [`notify`]).
 //!
 //! Invariants:
 //! - the client never runs Proxmox tools and never keeps its own copies of
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod http;
+pub mod notify;
 pub mod progress;
 pub mod render;
 pub mod spec;

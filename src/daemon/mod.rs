@@ -16,8 +16,8 @@
 //!    it makes us refuse before we touch its operations);
 //! 6. startup reconciliation: operations that were running become
 //!    `interrupted` and are compensated;
-//! 7. `READY=1`, then the main loops: API server, retention, watchdog,
-//!    signals.
+//! 7. `READY=1`, then the main loops: API server, retention, notification
+//!    delivery, watchdog, signals.
 //!
 //! Shutdown (SIGTERM/SIGINT, or [`RunOptions::shutdown`] in tests):
 //! `STOPPING=1`, stop accepting operations, let running steps reach a safe
@@ -214,6 +214,8 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         secrets.clone(),
         shared.clone(),
     );
+    let notifier = crate::notify::Notifier::new(store.clone(), secrets.clone(), shared.clone());
+    supervisor.set_alert_sink(Arc::new(notifier.clone()));
     let state = AppState {
         config: shared.clone(),
         pve,
@@ -221,6 +223,7 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         ops: ops.clone(),
         events: events.clone(),
         secrets,
+        notifier: notifier.clone(),
         started,
         supervisor: supervisor.clone(),
     };
@@ -243,11 +246,17 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         heartbeats.register("retention"),
         loops.clone(),
     ));
+    tokio::spawn(
+        notifier
+            .clone()
+            .run(loops.clone(), heartbeats.register("notify")),
+    );
     if let Some(p) = drift_pve {
         tokio::spawn(crate::deploy::reconcile::drift_loop(
             p,
             store.clone(),
             events.clone(),
+            Some(Arc::new(notifier.clone())),
             drift_every,
             loops.clone(),
         ));
@@ -354,7 +363,8 @@ fn shared_config(shared: &SharedConfig) -> Arc<Config> {
     }
 }
 
-/// Prunes finished operations and old lifecycle events every hour.
+/// Prunes finished operations, old lifecycle events and finished
+/// notifications every hour.
 async fn retention_loop(
     ops: Ops,
     store: Store,
@@ -383,6 +393,13 @@ async fn retention_loop(
         let cutoff = crate::store::now_ms() - i64::from(days) * 86_400_000;
         if let Err(e) = store.delete_events_before(cutoff) {
             tracing::error!("pruning lifecycle events failed: {e}");
+        }
+        let keep = shared_config(&config).notify.retention_days;
+        let cutoff = crate::store::now_ms() - i64::from(keep) * 86_400_000;
+        match store.prune_notifications(cutoff) {
+            Ok(n) if n > 0 => tracing::info!(pruned = n, "old notifications pruned"),
+            Ok(_) => {}
+            Err(e) => tracing::error!("pruning notifications failed: {e}"),
         }
     }
 }

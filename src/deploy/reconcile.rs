@@ -68,8 +68,14 @@ pub async fn startup(pve: &Pve, store: &Store, events: &EventBus) {
     }
 }
 
-/// One drift check of every deployment; returns how many changed.
-pub async fn drift_tick(pve: &Pve, store: &Store, events: &EventBus) -> Result<usize, Error> {
+/// One drift check of every deployment; returns how many changed. A
+/// deployment that drifted (or drifted differently) is also an alert.
+pub async fn drift_tick(
+    pve: &Pve,
+    store: &Store,
+    events: &EventBus,
+    alerts: Option<&dyn crate::notify::AlertSink>,
+) -> Result<usize, Error> {
     let mut changed = 0;
     for rec in store.list_deployments()? {
         let drift = match pve.pct_config(rec.vmid, false).await {
@@ -95,11 +101,39 @@ pub async fn drift_tick(pve: &Pve, store: &Store, events: &EventBus) -> Result<u
         fresh.drift = drift;
         store.update_deployment(&fresh)?;
         changed += 1;
+        let checked = now_ms();
         events.publish(
             EventType::Lifecycle,
             serde_json::json!({"action": "drift", "deployment": fresh.name, "vmid": fresh.vmid,
-                               "drift": fresh.drift, "checked_ms": now_ms()}),
+                               "drift": fresh.drift, "checked_ms": checked}),
         );
+        if let (Some(sink), false) = (alerts, fresh.drift.is_empty()) {
+            let what: Vec<String> = fresh
+                .drift
+                .iter()
+                .map(|d| format!("{}: expected {}, found {}", d.field, d.expected, d.actual))
+                .collect();
+            let alert = crate::notify::Alert {
+                kind: crate::notify::AlertKind::Drift,
+                severity: crate::notify::Severity::Warning,
+                deployment: Some(fresh.name.clone()),
+                app: Some(fresh.app.clone()),
+                title: format!(
+                    "{}: CT {} drifted from its deployment",
+                    fresh.name, fresh.vmid
+                ),
+                message: format!(
+                    "{}; `1ldctl apply` converges it back, or record the change in the spec",
+                    what.join("; ")
+                ),
+                dedupe_key: Some(format!("{}/drift/{checked}", fresh.name)),
+                time_ms: checked,
+                data: serde_json::json!({"vmid": fresh.vmid, "drift": fresh.drift}),
+            };
+            if let Err(e) = sink.raise(&alert) {
+                tracing::error!(deployment = %fresh.name, "cannot queue the drift alert: {e}");
+            }
+        }
     }
     Ok(changed)
 }
@@ -109,6 +143,7 @@ pub async fn drift_loop(
     pve: Pve,
     store: Store,
     events: EventBus,
+    alerts: Option<std::sync::Arc<dyn crate::notify::AlertSink>>,
     every: Duration,
     stop: CancellationToken,
 ) {
@@ -120,7 +155,7 @@ pub async fn drift_loop(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = drift_tick(&pve, &store, &events).await {
+        if let Err(e) = drift_tick(&pve, &store, &events, alerts.as_deref()).await {
             tracing::warn!(error = %e, "drift check failed; trying again next time");
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! What this module owns:
 //! - [`AppState`]: what the daemon hands the server (config, `pve`, store,
-//!   operations, events, secrets);
+//!   operations, events, secrets, notifier);
 //! - [`router`] / [`serve`]: the routes (handler files mirror URLs, see
 //!   [`handlers`]), the role layer ([`auth`]), graceful shutdown;
 //! - [`socket`]: binding the socket or taking it from systemd;
@@ -71,6 +71,8 @@ pub struct AppState {
     pub events: EventBus,
     /// Secrets and the redactor.
     pub secrets: Secrets,
+    /// Notifications: the queue and its targets.
+    pub notifier: crate::notify::Notifier,
     /// When the daemon started.
     pub started: Instant,
     /// The supervisor (health states, history, live probe data).
@@ -120,8 +122,8 @@ pub fn router(state: AppState) -> Router {
 fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::post;
     use handlers::{
-        apps, deployments, events, health, host, logs, metrics, openapi, operations, root,
-        templates,
+        apps, deployments, events, health, host, logs, metrics, notifications, openapi, operations,
+        root, templates,
     };
     let ctx = Arc::new(Ctx {
         app: state,
@@ -171,6 +173,16 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
             get(health::get_deployment_health),
         )
         .route("/events", get(events::get_events))
+        .route("/notifications", get(notifications::list_notifications))
+        .route(
+            "/notifications/test",
+            post(notifications::test_notifications),
+        )
+        .route(
+            "/notifications/targets/{name}/secret",
+            axum::routing::put(notifications::put_target_secret)
+                .delete(notifications::delete_target_secret),
+        )
         .route("/openapi.json", get(openapi::get_openapi));
     Router::new()
         .route("/", get(root::get_root))

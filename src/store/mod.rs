@@ -48,11 +48,16 @@ pub mod deployments;
 pub mod events;
 pub mod health;
 pub mod migrations;
+pub mod notifications;
 pub mod operations;
 
 pub use deployments::{DeploymentRecord, StoredSpec};
 pub use events::StoredEvent;
 pub use health::{HealthSample, StoredHour, StoredRun, SupervisionRow};
+pub use notifications::{
+    NewNotification, NotificationFilter, NotificationRow, NotificationStatus, QueueStats,
+    TargetQueue,
+};
 pub use operations::{OpFilter, OpRecord};
 
 /// How long a connection waits for a lock held by another connection.

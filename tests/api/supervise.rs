@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::daemon::{wait_for, Client, Daemon, Options};
+use crate::notify::{receiver, Seen};
 
 const VMID: u32 = 150;
 const NAME: &str = "sv";
@@ -172,6 +173,7 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
     .expect("conf");
     std::fs::write(apps.join("sv-app.toml"), manifest(agent.port)).expect("manifest");
     let sock = running(&lxc, VMID);
+    let (hook, seen, _rx) = receiver().await;
     let (c2, l2, a2) = (conf.clone(), lxc.clone(), apps.clone());
     let daemon = Daemon::with(Options {
         sandbox: false,
@@ -191,6 +193,18 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
             s.backoff_initial_secs = 1;
             s.backoff_max_secs = 2;
             cfg.apps.dir = a2;
+            cfg.notify.retry_initial_secs = 1;
+            cfg.notify.targets.insert(
+                "hook".into(),
+                oneld::notify::TargetConfig {
+                    kind: oneld::notify::TargetKind::Webhook,
+                    url: format!("http://{hook}/1ld"),
+                    headers: Default::default(),
+                    events: vec![],
+                    min_severity: oneld::notify::Severity::Info,
+                    ca_file: None,
+                },
+            );
         }),
         prepare: Box::new(|cfg| {
             let store = Store::open(&Paths::from_config(cfg)).expect("store");
@@ -252,6 +266,11 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         .count();
     assert_eq!(n, 2, "{ops:?}");
 
+    // One alert per step of the incident, in order: unhealthy, the two
+    // remediations, gave up.
+    let got = alerts_until(&seen, 4).await;
+    assert_eq!(got, vec!["unhealthy", "remediation", "remediation", "gave_up"], "{got:?}");
+
     // It comes back by itself: recovered, the incident closes.
     agent.say(200, r#"{"status":"healthy"}"#);
     let h = state_becomes(&c, HealthState::Healthy).await;
@@ -269,6 +288,12 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         h.results
     );
     assert!(!h.hourly.is_empty());
+    let got = alerts_until(&seen, 5).await;
+    assert_eq!(got[4], "recovered", "{got:?}");
+    let body = last_body(&seen);
+    assert_eq!(body["deployment"], NAME);
+    assert!(body["title"].as_str().is_some_and(|t| t.starts_with("sv recovered after ")), "{body}");
+    assert!(body["data"]["downtime_secs"].as_i64().is_some_and(|s| s >= 2), "{body}");
 
     // Degraded is a state of its own, and no incident.
     agent.say(200, r#"{"status":"degraded","checks":{"netbox_api":{"status":"degraded","message":"no answer"}}}"#);
@@ -315,6 +340,19 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         "files mode runs no pct:\n{m}"
     );
     check_with_promtool(&m);
+    assert!(m.contains("oneld_notifications{status=\"delivered\"}"), "{m}");
+    // Nothing was sent twice.
+    let all = alerts_until(&seen, 5).await;
+    let keys: Vec<String> = seen
+        .lock()
+        .expect("seen")
+        .iter()
+        .filter_map(|(h, _)| h.get("x-1ld-delivery").and_then(|v| v.to_str().ok()).map(str::to_string))
+        .collect();
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(keys.len(), unique.len(), "a delivery repeated: {all:?}");
 
     // Bad input names the field.
     let r = c
@@ -323,6 +361,26 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         .expect(400);
     assert!(r.error().1.starts_with("since:"), "{:?}", r.error());
     c.get("/v1/deployments/nope/health").await.expect(404);
+}
+
+/// The `event` of each webhook the receiver got, once it got at least `n`.
+async fn alerts_until(seen: &Seen, n: usize) -> Vec<String> {
+    wait_for(&format!("{n} alerts"), Duration::from_secs(30), || async {
+        let v: Vec<String> = seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter_map(|(_, b)| serde_json::from_slice::<Value>(b).ok())
+            .filter_map(|j| j["event"].as_str().map(str::to_string))
+            .collect();
+        (v.len() >= n).then_some(v)
+    })
+    .await
+}
+
+fn last_body(seen: &Seen) -> Value {
+    let s = seen.lock().expect("seen");
+    serde_json::from_slice(&s.last().expect("a request").1).expect("json")
 }
 
 /// `promtool check metrics` on `text`, when promtool is installed (`make

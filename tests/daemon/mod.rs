@@ -260,6 +260,7 @@ pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
         .await
         .map_err(|e| e.to_string())?;
     let config = Arc::new(RwLock::new(Arc::new(cfg)));
+    let notifier = oneld::notify::Notifier::new(store.clone(), secrets.clone(), config.clone());
     let supervisor = oneld::supervise::Supervisor::new(
         store.clone(),
         pve.clone(),
@@ -268,6 +269,7 @@ pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
         secrets.clone(),
         config.clone(),
     );
+    supervisor.set_alert_sink(Arc::new(notifier.clone()));
     let state = AppState {
         config,
         pve,
@@ -275,6 +277,7 @@ pub async fn build_state(cfg: Config) -> Result<(AppState, Ops), String> {
         ops: ops.clone(),
         events,
         secrets,
+        notifier,
         started: Instant::now(),
         supervisor,
     };

@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text format. Per deployment: the supervised
 //! state, container up, last success, probe latency histogram,
-//! remediations; operations by kind and outcome; host commands started;
+//! remediations; operations by kind and outcome; the notification queue;
+//! host commands started;
 //! supervisor rounds; process memory and CPU; build info. Reads memory and
 //! the store only (no host call), so a scrape is cheap.
 
@@ -140,6 +141,19 @@ pub async fn get_metrics(State(ctx): State<Arc<Ctx>>) -> Result<Response, Error>
             &[("program", &program)],
             n as f64,
         );
+    }
+    let q = app.notifier.stats()?;
+    e.family(
+        "oneld_notifications",
+        "Notifications in the queue by status (pending is the queue depth).",
+        Kind::Gauge,
+    );
+    for (status, n) in [
+        ("pending", q.pending),
+        ("delivered", q.delivered),
+        ("failed", q.failed),
+    ] {
+        e.sample("oneld_notifications", &[("status", status)], n as f64);
     }
     let st = sup.stats();
     e.family(

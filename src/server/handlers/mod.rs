@@ -13,6 +13,7 @@ pub mod health;
 pub mod host;
 pub mod logs;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi;
 pub mod operations;
 pub mod root;

@@ -48,6 +48,10 @@ use crate::api;
         super::health::get_deployment_health,
         super::metrics::get_metrics,
         super::events::get_events,
+        super::notifications::list_notifications,
+        super::notifications::test_notifications,
+        super::notifications::put_target_secret,
+        super::notifications::delete_target_secret,
         get_openapi,
     ),
     components(schemas(
@@ -101,6 +105,14 @@ use crate::api;
         api::HealthHour,
         api::SupervisionSummary,
         api::SuperviseOverrides,
+        api::NotificationsView,
+        api::NotifyTarget,
+        api::Notification,
+        api::notifications::Severity,
+        api::notifications::NotificationStatus,
+        api::NotifyTestRequest,
+        api::NotifyTestResult,
+        api::SecretValue,
     )),
     tags(
         (name = "root", description = "Versions and extensions"),
@@ -111,6 +123,7 @@ use crate::api;
         (name = "deployments", description = "Apps running in their containers"),
         (name = "events", description = "The event stream"),
         (name = "metrics", description = "Prometheus metrics"),
+        (name = "notifications", description = "Alert targets and the delivery queue"),
         (name = "openapi", description = "This document"),
     )
 )]
