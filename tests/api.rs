@@ -29,6 +29,9 @@ mod notify;
 #[path = "api/supervise.rs"]
 mod supervise;
 
+#[path = "api/supervise_root.rs"]
+mod supervise_root;
+
 use std::time::Duration;
 
 use daemon::{Client, Daemon, Options, LIMIT, TINY};

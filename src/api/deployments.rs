@@ -357,8 +357,10 @@ pub struct Deployment {
     /// last drift check (empty = none).
     pub drift: Vec<Drift>,
     /// What supervision concluded (`null`: not supervised yet).
+    #[serde(default)]
     pub supervision: Option<crate::api::SupervisionSummary>,
     /// Probe timing and thresholds chosen for this deployment (unset: the app's, then `1ld.toml`'s).
+    #[serde(default)]
     pub supervise: crate::api::SuperviseOverrides,
 }
 

@@ -825,6 +825,37 @@ mod tests {
     }
 
     #[test]
+    fn supervise_section_is_optional_and_checked() {
+        let nb = include_str!("builtin/netbox-agent.toml");
+        assert!(parse(nb).expect("built-in").supervise.is_empty());
+        let m = parse(&format!(
+            "{nb}\n[supervise]\ninterval_secs = 30\nunhealthy_after = 5\n"
+        ))
+        .expect("valid");
+        assert_eq!(
+            (
+                m.supervise.interval_secs,
+                m.supervise.unhealthy_after,
+                m.supervise.timeout_secs
+            ),
+            (Some(30), Some(5), None)
+        );
+        let e = parse(&format!(
+            "{nb}\n[supervise]\ninterval_secs = 0\njitter_secs = 99999\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<_> = e.iter().filter_map(|e| e.key.as_deref()).collect();
+        assert_eq!(
+            keys,
+            vec!["supervise.interval_secs", "supervise.jitter_secs"],
+            "{e:?}"
+        );
+        assert!(e[0].line.is_some(), "{e:?}");
+        let e = parse(&format!("{nb}\n[supervise]\nevery = 3\n")).unwrap_err();
+        assert!(e[0].message.contains("unknown field `every`"), "{e:?}");
+    }
+
+    #[test]
     fn syntax_and_unknown_keys_name_the_line() {
         let e = parse("name = \"x\"\nbogus = 1\n").unwrap_err();
         assert_eq!(e.len(), 1);

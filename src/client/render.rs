@@ -753,6 +753,22 @@ pub mod deployments {
                 ("intended", Cell::new(intended)),
                 ("health", Cell::toned(health_text, word_tone(health))),
                 (
+                    "supervised",
+                    match &d.supervision {
+                        Some(sv) => Cell::toned(
+                            format!(
+                                "{} since {} ({}); `1ldctl health {}` for history",
+                                sv.state.as_str(),
+                                short_time(&sv.since),
+                                sv.detail,
+                                d.name
+                            ),
+                            word_tone(sv.state.as_str()),
+                        ),
+                        None => Cell::toned("not yet", Some(Tone::Dim)),
+                    },
+                ),
+                (
                     "checked",
                     Cell::new(or_dash(
                         d.health.checked_at.as_deref().map(short_time).as_deref(),

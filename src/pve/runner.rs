@@ -42,6 +42,8 @@ pub struct Runner {
     /// Extra environment for every child (on top of the inherited one and
     /// `LC_ALL=C`), e.g. the sandbox node's root in tests.
     env: Vec<(String, String)>,
+    /// Commands started by this runner and its clones, by program name.
+    spawned: Arc<Mutex<Vec<(String, u64)>>>,
 }
 
 impl Default for Runner {
@@ -244,6 +246,7 @@ impl Runner {
             bin_dir,
             default_timeout: DEFAULT_TIMEOUT,
             env: Vec::new(),
+            spawned: Arc::default(),
         }
     }
 
@@ -271,6 +274,28 @@ impl Runner {
     /// The timeout used when a call does not set one.
     pub fn default_timeout(&self) -> Duration {
         self.default_timeout
+    }
+
+    /// How many commands this runner (and its clones) started, by program
+    /// name (`pct`, `vzdump`, ...), sorted: what `/metrics` reports as
+    /// `oneld_host_commands_total` and what the supervision benchmark counts.
+    pub fn spawned_total(&self) -> Vec<(String, u64)> {
+        let mut v = self
+            .spawned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        v.sort();
+        v
+    }
+
+    fn count_spawn(&self, program: &str) {
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let mut m = self.spawned.lock().unwrap_or_else(|p| p.into_inner());
+        match m.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => *c += 1,
+            None => m.push((name.to_string(), 1)),
+        }
     }
 
     /// Finds the executable for `program`.
@@ -599,7 +624,7 @@ impl Runner {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        count_spawn(program);
+        self.count_spawn(program);
         let child = spawn_retrying_busy(&mut cmd).await.map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 RunError::ProgramNotFound {
@@ -621,27 +646,6 @@ impl Runner {
         };
         Ok((child, guard))
     }
-}
-
-/// Commands started by every runner of this process, by program name
-/// (`pct`, `vzdump`, ...): what `/metrics` reports as
-/// `oneld_host_commands_total` and what the supervision benchmark counts.
-static SPAWNED: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
-
-fn count_spawn(program: &str) {
-    let name = program.rsplit('/').next().unwrap_or(program);
-    let mut m = SPAWNED.lock().unwrap_or_else(|p| p.into_inner());
-    match m.iter_mut().find(|(n, _)| n == name) {
-        Some((_, c)) => *c += 1,
-        None => m.push((name.to_string(), 1)),
-    }
-}
-
-/// How many commands this process has started, by program name, sorted.
-pub fn spawned_total() -> Vec<(String, u64)> {
-    let mut v = SPAWNED.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    v.sort();
-    v
 }
 
 /// Waits at most `timeout` for `child` to exit. `None`: it did not, so its

@@ -251,7 +251,8 @@ async fn every_problem_is_reported_at_once_naming_the_field() {
         "name": "Bad_Name",
         "settings": {"netbox_url": "ftp://x", "interval": "soon", "bogus": 1},
         "secrets": {},
-        "overrides": {"storage": "local", "bridge": "vmbr9", "cores": 0, "memory": 1, "ip": "10.0.0.300/24", "ip6": "static"},
+        "overrides": {"storage": "local", "bridge": "vmbr9", "cores": 0, "memory": 1, "ip": "10.0.0.300/24", "ip6": "static",
+                      "supervise": {"interval_secs": 0, "unhealthy_after": 1000}},
     });
     let (code, msg) = c.post("/v1/deployments", &bad).await.expect(400).error();
     assert_eq!(code, "bad_request");
@@ -267,6 +268,8 @@ async fn every_problem_is_reported_at_once_naming_the_field() {
         "overrides.ip6: the app wants a static IPv6 address",
         "bridge 'vmbr9' does not exist on this node; candidates: vmbr1ldt",
         "storage 'local' does not exist or has no content 'rootdir'; candidates: ctdata",
+        "overrides.supervise.interval_secs: 0 is out of range; use 1..=3600",
+        "overrides.supervise.unhealthy_after: 1000 is out of range; use 1..=100",
     ] {
         assert!(msg.contains(needle), "missing «{needle}» in: {msg}");
     }
@@ -289,6 +292,15 @@ async fn every_problem_is_reported_at_once_naming_the_field() {
         .expect(400)
         .error();
     assert!(msg.contains("unknown field `cpu`"), "{msg}");
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &nb_request(json!({"overrides": {"supervise": {"every": 5}}})),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("unknown field `every`"), "{msg}");
     let (_, msg) = c
         .post(
             "/v1/deployments",
@@ -435,14 +447,17 @@ async fn names_traversal_metacharacters_and_oversized_values() {
 // ---------------------------------------------------------------- root tier
 
 /// A private sandbox node (real LXC, bridge, DHCP) and a daemon on it.
-struct Node {
-    daemon: Daemon,
-    node: support::SandboxNode,
+pub(crate) struct Node {
+    pub(crate) daemon: Daemon,
+    pub(crate) node: support::SandboxNode,
     bridge: String,
     /// The bridge's host address (`.1` of the test subnet).
     host: std::net::Ipv4Addr,
     /// The fake NetBox and Wiki.js, when started ([`Node::with_upstreams`]).
     upstreams: Option<Upstreams>,
+    /// Daemons stopped by [`Node::restart_daemon`], kept so their state
+    /// directory lives on.
+    stopped: Vec<Daemon>,
 }
 
 /// The fakes the agents talk to, on the bridge's host address.
@@ -494,6 +509,17 @@ impl Node {
 
     /// A node whose daemon checks drift every `drift_secs` (0: never).
     fn with_drift_every(bridge: &str, subnet: &str, drift_secs: u64) -> Node {
+        Node::with_config(bridge, subnet, drift_secs, |_, _| {})
+    }
+
+    /// [`Node::with_drift_every`], then `extra` changes the daemon's config
+    /// (it gets the sandbox root to point paths into it).
+    pub(crate) fn with_config(
+        bridge: &str,
+        subnet: &str,
+        drift_secs: u64,
+        extra: impl FnOnce(&mut oneld::config::Config, &Path) + Send + 'static,
+    ) -> Node {
         assert!(
             agents_dir().join("netbox-agent").is_file()
                 && agents_dir().join("wikijs-integration").is_file(),
@@ -507,6 +533,7 @@ impl Node {
         // fetch nginx on the host itself.
         let packages = bin_holder.path().join("debs");
         std::mem::forget(bin_holder);
+        let sroot = root.clone();
         let daemon = Daemon::with(Options {
             sandbox: false,
             config: Box::new(move |c| {
@@ -517,6 +544,7 @@ impl Node {
                 c.apps.packages_dir = packages;
                 c.apps.lease_timeout_secs = 20;
                 c.apps.drift_interval_secs = drift_secs;
+                extra(c, &sroot);
             }),
             ..Options::default()
         })
@@ -535,13 +563,29 @@ impl Node {
             bridge: bridge.to_string(),
             host,
             upstreams: None,
+            stopped: Vec::new(),
         }
+    }
+
+    /// Stops the daemon (gracefully) and starts a new one on the same
+    /// configuration and state directory.
+    pub(crate) fn restart_daemon(&mut self) {
+        let cfg = self.daemon.config.clone();
+        self.daemon.stop();
+        let next = Daemon::with(Options {
+            sandbox: false,
+            config: Box::new(move |c| *c = cfg),
+            ..Options::default()
+        })
+        .expect("daemon restarts");
+        let old = std::mem::replace(&mut self.daemon, next);
+        self.stopped.push(old);
     }
 
     /// Starts the fake NetBox (accepting [`TOKEN`]) and Wiki.js (accepting
     /// [`WIKI_KEY`] as the admin key) on the bridge's host address;
     /// [`Node::request`] then points the agents at them.
-    async fn with_upstreams(mut self) -> Node {
+    pub(crate) async fn with_upstreams(mut self) -> Node {
         let addr = std::net::SocketAddr::from((self.host, 0));
         let netbox = fake_upstreams::NetBox::new()
             .with_token(fake_upstreams::Secret::new(TOKEN))
@@ -571,11 +615,11 @@ impl Node {
         format!("http://{}:{port}", self.host)
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         self.daemon.client()
     }
 
-    fn pct(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn pct(&self, args: &[&str]) -> std::process::Output {
         std::process::Command::new(support::bin_dir().join("pct"))
             .args(args)
             .env("PVE_SANDBOX_ROOT", self.node.path(""))
@@ -583,7 +627,7 @@ impl Node {
             .expect("pct")
     }
 
-    fn exec(&self, vmid: u32, cmd: &[&str]) -> String {
+    pub(crate) fn exec(&self, vmid: u32, cmd: &[&str]) -> String {
         let mut a = vec!["exec".to_string(), vmid.to_string(), "--".to_string()];
         a.extend(cmd.iter().map(|s| s.to_string()));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -607,7 +651,7 @@ impl Node {
 
     /// A deploy request for `app` named `name`: the upstream is the fake
     /// when started, else a closed port (upstream down).
-    fn request(&self, app: &str, name: &str) -> Value {
+    pub(crate) fn request(&self, app: &str, name: &str) -> Value {
         let url = |h: fn(&Upstreams) -> &fake_upstreams::Handle| {
             self.upstreams
                 .as_ref()
@@ -630,7 +674,7 @@ impl Node {
 }
 
 /// Waits (bounded) for an operation to end.
-async fn finish(c: &Client, id: &str, limit: Duration) -> Operation {
+pub(crate) async fn finish(c: &Client, id: &str, limit: Duration) -> Operation {
     let start = Instant::now();
     loop {
         let op: Operation = c
@@ -648,7 +692,7 @@ async fn finish(c: &Client, id: &str, limit: Duration) -> Operation {
     }
 }
 
-async fn log_of(c: &Client, id: &str) -> String {
+pub(crate) async fn log_of(c: &Client, id: &str) -> String {
     let chunk: oneld::api::OpLogChunk = c
         .get(&format!("/v1/operations/{id}/log"))
         .await
@@ -660,7 +704,7 @@ async fn log_of(c: &Client, id: &str) -> String {
 /// Submits an operation (`method path`, JSON `body` when given), expects
 /// 202, waits (at most `limit_secs`) for it to end and asserts it succeeded
 /// (with its log when not).
-async fn op_ok(
+pub(crate) async fn op_ok(
     c: &Client,
     method: Method,
     path: &str,
@@ -689,7 +733,7 @@ async fn op_ok(
     op
 }
 
-async fn deploy(c: &Client, body: &Value) -> (Operation, String) {
+pub(crate) async fn deploy(c: &Client, body: &Value) -> (Operation, String) {
     let op: Operation = c.post("/v1/deployments", body).await.expect(202).json();
     let op = finish(c, &op.id, Duration::from_secs(240)).await;
     let log = log_of(c, &op.id).await;

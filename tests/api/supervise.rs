@@ -269,7 +269,11 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
     // One alert per step of the incident, in order: unhealthy, the two
     // remediations, gave up.
     let got = alerts_until(&seen, 4).await;
-    assert_eq!(got, vec!["unhealthy", "remediation", "remediation", "gave_up"], "{got:?}");
+    assert_eq!(
+        got,
+        vec!["unhealthy", "remediation", "remediation", "gave_up"],
+        "{got:?}"
+    );
 
     // It comes back by itself: recovered, the incident closes.
     agent.say(200, r#"{"status":"healthy"}"#);
@@ -292,8 +296,18 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
     assert_eq!(got[4], "recovered", "{got:?}");
     let body = last_body(&seen);
     assert_eq!(body["deployment"], NAME);
-    assert!(body["title"].as_str().is_some_and(|t| t.starts_with("sv recovered after ")), "{body}");
-    assert!(body["data"]["downtime_secs"].as_i64().is_some_and(|s| s >= 2), "{body}");
+    assert!(
+        body["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("sv recovered after ")),
+        "{body}"
+    );
+    assert!(
+        body["data"]["downtime_secs"]
+            .as_i64()
+            .is_some_and(|s| s >= 2),
+        "{body}"
+    );
 
     // Degraded is a state of its own, and no incident.
     agent.say(200, r#"{"status":"degraded","checks":{"netbox_api":{"status":"degraded","message":"no answer"}}}"#);
@@ -340,19 +354,58 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         "files mode runs no pct:\n{m}"
     );
     check_with_promtool(&m);
-    assert!(m.contains("oneld_notifications{status=\"delivered\"}"), "{m}");
+    assert!(
+        m.contains("oneld_notifications{status=\"delivered\"}"),
+        "{m}"
+    );
     // Nothing was sent twice.
     let all = alerts_until(&seen, 5).await;
     let keys: Vec<String> = seen
         .lock()
         .expect("seen")
         .iter()
-        .filter_map(|(h, _)| h.get("x-1ld-delivery").and_then(|v| v.to_str().ok()).map(str::to_string))
+        .filter_map(|(h, _)| {
+            h.get("x-1ld-delivery")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
         .collect();
     let mut unique = keys.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(keys.len(), unique.len(), "a delivery repeated: {all:?}");
+
+    // 1ldctl health: readable, and --json is the API's JSON.
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_1ldctl"))
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .args(args)
+            .output()
+            .expect("1ldctl");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = ctl(&["health", NAME]);
+    assert_eq!(code, Some(0), "{text}");
+    for needle in [
+        "state",
+        "failed",
+        "no longer exists",
+        "uptime",
+        "remediations",
+        "RESULT",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    let (code, text) = ctl(&["--json", "health", NAME, "--since", "2h"]);
+    assert_eq!(code, Some(0), "{text}");
+    let j: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(j["state"], "failed");
+    let (code, _) = ctl(&["health", "nope"]);
+    assert_eq!(code, Some(3), "not found is exit 3");
 
     // Bad input names the field.
     let r = c

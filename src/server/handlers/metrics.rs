@@ -135,7 +135,12 @@ pub async fn get_metrics(State(ctx): State<Arc<Ctx>>) -> Result<Response, Error>
         "Host commands (pct, vzdump, ...) started since the daemon started.",
         Kind::Counter,
     );
-    for (program, n) in crate::pve::runner::spawned_total() {
+    let spawned = app
+        .pve
+        .as_ref()
+        .map(|p| p.runner().spawned_total())
+        .unwrap_or_default();
+    for (program, n) in spawned {
         e.sample(
             "oneld_host_commands_total",
             &[("program", &program)],
