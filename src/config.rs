@@ -55,6 +55,9 @@ pub struct ApiConfig {
     pub admin_group: String,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Also serve `GET /metrics` (only that) over TCP at this address for
+    /// Prometheus, e.g. `127.0.0.1:9733`. Empty: only on the socket.
+    pub metrics_listen: String,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +67,7 @@ impl Default for ApiConfig {
             group: "1ld".to_string(),
             admin_group: "1ld-admin".to_string(),
             max_body_bytes: 1 << 20,
+            metrics_listen: String::new(),
         }
     }
 }
@@ -317,6 +321,18 @@ impl Config {
         }
         if cfg.ops.heavy_concurrency == 0 {
             return Err(bad("ops.heavy_concurrency", "must be at least 1"));
+        }
+        if !cfg.api.metrics_listen.is_empty()
+            && cfg
+                .api
+                .metrics_listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(bad(
+                "api.metrics_listen",
+                "must be an IP address and port, e.g. \"127.0.0.1:9733\" (or empty: off)",
+            ));
         }
         if cfg.api.max_body_bytes < 1024 {
             return Err(bad("api.max_body_bytes", "must be at least 1024"));

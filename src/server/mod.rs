@@ -197,6 +197,40 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         .with_state(ctx)
 }
 
+/// Serves `GET /metrics` alone over TCP at `addr` (for Prometheus) until
+/// `stop`. Peers there have no Unix credentials, so this router has no
+/// role layer and nothing but the read-only metrics.
+async fn serve_metrics(addr: &str, state: AppState, stop: CancellationToken) -> io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("[api] metrics_listen {addr}: {e}")))?;
+    tracing::info!(addr, "serving GET /metrics over TCP");
+    let ctx = Arc::new(Ctx {
+        app: state,
+        roles: auth::Roles::new(),
+        shutdown: stop.clone(),
+        op_list_cache: handlers::operations::ListCache::default(),
+    });
+    let app = Router::new()
+        .route("/metrics", get(handlers::metrics::get_metrics))
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                "only GET /metrics is served here; the API is on the Unix socket\n",
+            )
+        })
+        .with_state(ctx);
+    tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("metrics listener: {e}");
+        }
+    });
+    Ok(())
+}
+
 /// Serves the API on `listener` until `shutdown` completes, then stops
 /// accepting, ends event streams and long polls, and lets open requests
 /// finish for at most [`DRAIN`].
@@ -206,6 +240,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let token = CancellationToken::new();
+    let metrics_at = state.config().api.metrics_listen.clone();
+    if !metrics_at.is_empty() {
+        serve_metrics(&metrics_at, state.clone(), token.clone()).await?;
+    }
     let app = router_with(state, token.clone());
     let signal = {
         let token = token.clone();

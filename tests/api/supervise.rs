@@ -174,6 +174,10 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
     std::fs::write(apps.join("sv-app.toml"), manifest(agent.port)).expect("manifest");
     let sock = running(&lxc, VMID);
     let (hook, seen, _rx) = receiver().await;
+    let metrics_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
     let (c2, l2, a2) = (conf.clone(), lxc.clone(), apps.clone());
     let daemon = Daemon::with(Options {
         sandbox: false,
@@ -193,6 +197,7 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
             s.backoff_initial_secs = 1;
             s.backoff_max_secs = 2;
             cfg.apps.dir = a2;
+            cfg.api.metrics_listen = format!("127.0.0.1:{metrics_port}");
             cfg.notify.retry_initial_secs = 1;
             cfg.notify.targets.insert(
                 "hook".into(),
@@ -354,6 +359,15 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         "files mode runs no pct:\n{m}"
     );
     check_with_promtool(&m);
+    // The same over TCP for Prometheus, and nothing else there.
+    let tcp = tcp_get(metrics_port, "/metrics").await;
+    assert!(tcp.starts_with("HTTP/1.1 200"), "{tcp}");
+    assert!(
+        tcp.contains("oneld_deployment_health_state{deployment=\"sv\""),
+        "{tcp}"
+    );
+    let other = tcp_get(metrics_port, "/v1/deployments").await;
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     assert!(
         m.contains("oneld_notifications{status=\"delivered\"}"),
         "{m}"
@@ -414,6 +428,19 @@ async fn unhealthy_climbs_the_ladder_gives_up_and_recovers() {
         .expect(400);
     assert!(r.error().1.starts_with("since:"), "{:?}", r.error());
     c.get("/v1/deployments/nope/health").await.expect(404);
+}
+
+/// A plain HTTP/1.1 GET over TCP on loopback; the whole answer.
+async fn tcp_get(port: u16, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The `event` of each webhook the receiver got, once it got at least `n`.
