@@ -16,6 +16,11 @@ state_dir = "$DEMO/state"
 bin_dir = "$TOP/target/sandbox/bin"
 [apps]
 agents_dir = "$TOP/target/release"
+[supervise]
+# The sandbox node's container configs and LXC path (a Proxmox node's are
+# the defaults /etc/pve/lxc and /var/lib/lxc).
+ct_config_dir = "${PVE_SANDBOX_ROOT:-/var/lib/pve-sandbox}/etc/pve/lxc"
+lxc_path = "${PVE_SANDBOX_ROOT:-/var/lib/pve-sandbox}/lxc"
 CONF
 "$TOP/target/release/1ldd" --config "$DEMO/1ld.toml" --check-config >/dev/null
 if [ -f "$DEMO/1ldd.pid" ] && kill -0 "$(cat "$DEMO/1ldd.pid")" 2>/dev/null; then

@@ -39,5 +39,8 @@ echo
 echo "==> 1ldctl ls"
 1ldctl ls
 echo
-echo "Try: 1ldctl status netbox-agent | 1ldctl ops | 1ldctl events -f   (ONELD_SOCKET=$ONELD_SOCKET)"
+echo "==> 1ldctl health netbox-agent"
+1ldctl health netbox-agent
+echo
+echo "Try: 1ldctl status netbox-agent | 1ldctl health wikijs-integration | 1ldctl ops | 1ldctl events -f   (ONELD_SOCKET=$ONELD_SOCKET)"
 echo "Stop everything: make sandbox-down"
