@@ -34,6 +34,10 @@ trap 'rm -f "$tmp"' EXIT
   echo "## Client (1ldctl)"
   echo
   cargo bench -q -p oneld --bench cli 2>/dev/null
+  echo
+  echo "## Supervision at scale"
+  echo
+  cargo bench -q -p oneld --bench supervise 2>/dev/null
 } | tee "$tmp"
 mv "$tmp" "$out"
 trap - EXIT
