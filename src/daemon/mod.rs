@@ -204,6 +204,10 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     }
     let drift_pve = pve.clone();
     let drift_every = Duration::from_secs(config.apps.drift_interval_secs);
+    // Where supervision reads container configs directly, drift does too.
+    let drift_files = (crate::supervise::hoststate::HostReader::new(&config.supervise).source()
+        == crate::config::HostStateSource::Files)
+        .then(|| config.supervise.ct_config_dir.clone());
 
     let shared: SharedConfig = Arc::new(RwLock::new(Arc::new(config)));
     let supervisor = crate::supervise::Supervisor::new(
@@ -257,6 +261,7 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
             store.clone(),
             events.clone(),
             Some(Arc::new(notifier.clone())),
+            drift_files.clone(),
             drift_every,
             loops.clone(),
         ));

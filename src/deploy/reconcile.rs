@@ -70,17 +70,39 @@ pub async fn startup(pve: &Pve, store: &Store, events: &EventBus) {
 
 /// One drift check of every deployment; returns how many changed. A
 /// deployment that drifted (or drifted differently) is also an alert.
+///
+/// With `ct_config_dir` (the node's container configs, when supervision
+/// reads files) the configs are read there, with no subprocess; else with
+/// one `pct config` per deployment.
 pub async fn drift_tick(
     pve: &Pve,
     store: &Store,
     events: &EventBus,
     alerts: Option<&dyn crate::notify::AlertSink>,
+    ct_config_dir: Option<&std::path::Path>,
 ) -> Result<usize, Error> {
     let mut changed = 0;
     for rec in store.list_deployments()? {
-        let drift = match pve.pct_config(rec.vmid, false).await {
-            Ok(cfg) => super::drift::compare(&rec.spec, &cfg),
-            Err(PveError::NotFound { .. }) => vec![super::drift::gone()],
+        let read = match ct_config_dir {
+            Some(dir) => match std::fs::read_to_string(dir.join(format!("{}.conf", rec.vmid))) {
+                Ok(text) => {
+                    let main = crate::supervise::hoststate::main_section(&text);
+                    crate::pve::parse::pct_config::parse_pct_config(&main)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+            None => match pve.pct_config(rec.vmid, false).await {
+                Ok(cfg) => Ok(Some(cfg)),
+                Err(PveError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let drift = match read {
+            Ok(Some(cfg)) => super::drift::compare(&rec.spec, &cfg),
+            Ok(None) => vec![super::drift::gone()],
             Err(e) => {
                 tracing::debug!(deployment = %rec.name, error = %e, "drift check skipped");
                 continue;
@@ -144,6 +166,7 @@ pub async fn drift_loop(
     store: Store,
     events: EventBus,
     alerts: Option<std::sync::Arc<dyn crate::notify::AlertSink>>,
+    ct_config_dir: Option<std::path::PathBuf>,
     every: Duration,
     stop: CancellationToken,
 ) {
@@ -155,7 +178,15 @@ pub async fn drift_loop(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = drift_tick(&pve, &store, &events, alerts.as_deref()).await {
+        if let Err(e) = drift_tick(
+            &pve,
+            &store,
+            &events,
+            alerts.as_deref(),
+            ct_config_dir.as_deref(),
+        )
+        .await
+        {
             tracing::warn!(error = %e, "drift check failed; trying again next time");
         }
     }

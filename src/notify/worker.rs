@@ -41,27 +41,41 @@ pub(super) async fn run(n: Notifier, stop: CancellationToken, beat: crate::daemo
         ids: HashMap::new(),
         tasks: JoinSet::new(),
     };
+    // The queue is read only when something may have changed (an enqueue,
+    // a finished delivery, a due retry) or once a minute as a safety net;
+    // in between the loop only beats, so an idle daemon does no queries.
+    let mut dirty = true;
+    let mut next_due: Option<i64> = None;
+    let mut last_scan = std::time::Instant::now();
     loop {
         beat.alive();
         let now = now_ms();
-        let wait = match dispatch(&n, &mut f, now) {
-            Ok(Some(next)) => {
-                Duration::from_millis(u64::try_from(next.saturating_sub(now)).unwrap_or(0))
-                    .min(every)
-            }
-            Ok(None) => every,
-            Err(e) => {
-                tracing::error!("notification queue: {e}; retrying");
-                every
-            }
-        };
+        if next_due.is_some_and(|t| t <= now) || last_scan.elapsed() >= SCAN_EVERY {
+            dirty = true;
+        }
+        if dirty {
+            dirty = false;
+            last_scan = std::time::Instant::now();
+            next_due = match dispatch(&n, &mut f, now) {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!("notification queue: {e}; retrying");
+                    Some(now + 1000)
+                }
+            };
+        }
+        let wait = next_due
+            .map(|t| Duration::from_millis(u64::try_from(t.saturating_sub(now)).unwrap_or(0)))
+            .unwrap_or(every)
+            .min(every);
         tokio::select! {
             () = stop.cancelled() => {
                 f.tasks.abort_all();
                 return;
             }
-            () = n.woken() => {}
+            () = n.woken() => dirty = true,
             Some(done) = f.tasks.join_next_with_id() => {
+                dirty = true;
                 let id = match &done {
                     Ok((id, ())) => *id,
                     Err(e) => {
@@ -77,6 +91,9 @@ pub(super) async fn run(n: Notifier, stop: CancellationToken, beat: crate::daemo
         }
     }
 }
+
+/// The queue is read at least this often even when nothing signalled a change.
+const SCAN_EVERY: Duration = Duration::from_secs(60);
 
 /// Starts every due head whose target is idle; the earliest future due time.
 fn dispatch(n: &Notifier, f: &mut Flight, now: i64) -> Result<Option<i64>, crate::error::Error> {

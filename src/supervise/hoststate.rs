@@ -141,6 +141,25 @@ fn read_files(ct_config_dir: &Path, lxc_path: &Path, unix: &Path) -> Result<Host
     Ok(HostSnapshot { cts })
 }
 
+/// The main section of an on-disk container config (`<vmid>.conf`) as
+/// `pct config` prints it: the `key: value` lines before the first
+/// `[section]` (snapshots, `[pve:pending]`), without the `#` description
+/// comment lines.
+pub fn main_section(config: &str) -> String {
+    let mut out = String::new();
+    for line in config.lines() {
+        if line.starts_with('[') {
+            break;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// The `lock:` of a container config's main section (before any `[section]`).
 pub fn lock_of(config: &str) -> Option<String> {
     for line in config.lines() {
@@ -211,6 +230,16 @@ Num       RefCount Protocol Flags    Type St Inode Path
             running_from_proc_net_unix(PROC_NET_UNIX, Path::new("/var/lib/lxc/")).len(),
             3
         );
+    }
+
+    #[test]
+    fn the_main_section_parses_like_pct_config() {
+        let file = "#Managed by 1ld%0A\n#deployment nb\narch: amd64\ncores: 2\nmemory: 2048\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,type=veth\ntags: 1ld;netbox\n\n[pve:pending]\ncores: 4\n\n[snap1]\ncores: 1\n";
+        let cfg =
+            crate::pve::parse::pct_config::parse_pct_config(&main_section(file)).expect("parses");
+        assert_eq!((cfg.cores, cfg.memory), (Some(2), Some(2048)));
+        assert_eq!(cfg.tags, vec!["1ld", "netbox"]);
+        assert!(cfg.net.contains_key(&0));
     }
 
     #[test]

@@ -225,7 +225,42 @@ struct Inner {
     alerts: Mutex<Option<Arc<dyn AlertSink>>>,
     live: Mutex<HashMap<String, Live>>,
     stats: Mutex<RoundStats>,
-    catalog: Mutex<Option<(Instant, Catalog)>>,
+    catalog: Mutex<Option<CachedCatalog>>,
+    /// When the next deployment is due, and when deployments were last listed.
+    wake: Mutex<(Option<Instant>, Option<Instant>)>,
+}
+
+/// The catalog and the state of its directory when it was loaded.
+struct CachedCatalog {
+    checked: Instant,
+    fingerprint: Vec<(std::ffi::OsString, Option<std::time::SystemTime>, u64)>,
+    catalog: Catalog,
+}
+
+/// Deployments are listed at least this often, so new ones are picked up
+/// even while every known one waits for its interval.
+const LIST_EVERY: Duration = Duration::from_secs(10);
+/// How often the app directory is looked at for changed manifests.
+const CATALOG_CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Names, modification times and sizes of the manifests in `dir` (plus the
+/// directory itself): a change in any of them means the catalog is stale.
+fn catalog_fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::ffi::OsString, Option<std::time::SystemTime>, u64)> {
+    let mut v = Vec::new();
+    if let Ok(m) = std::fs::metadata(dir) {
+        v.push((std::ffi::OsString::new(), m.modified().ok(), m.len()));
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if let Ok(m) = e.metadata() {
+                v.push((e.file_name(), m.modified().ok(), m.len()));
+            }
+        }
+    }
+    v.sort();
+    v
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -271,6 +306,7 @@ impl Supervisor {
                 live: Mutex::new(HashMap::new()),
                 stats: Mutex::new(RoundStats::default()),
                 catalog: Mutex::new(None),
+                wake: Mutex::new((None, None)),
             }),
         }
     }
@@ -305,18 +341,29 @@ impl Supervisor {
         lock(&self.inner.live).get(name).map(|l| l.view.clone())
     }
 
-    /// The catalog, reloaded at most every 30 s.
+    /// The catalog: built-ins plus `[apps] dir`, reloaded when a file there
+    /// changed (looked at every 30 s).
     pub fn catalog(&self) -> Catalog {
         let dir = self.config().apps.dir.clone();
         let mut c = lock(&self.inner.catalog);
-        match &*c {
-            Some((t, cat)) if t.elapsed() < Duration::from_secs(30) => cat.clone(),
-            _ => {
-                let cat = Catalog::load(&dir);
-                *c = Some((Instant::now(), cat.clone()));
-                cat
+        if let Some(cached) = c.as_mut() {
+            if cached.checked.elapsed() < CATALOG_CHECK_EVERY {
+                return cached.catalog.clone();
+            }
+            let fp = catalog_fingerprint(&dir);
+            cached.checked = Instant::now();
+            if fp == cached.fingerprint {
+                return cached.catalog.clone();
             }
         }
+        let fingerprint = catalog_fingerprint(&dir);
+        let catalog = Catalog::load(&dir);
+        *c = Some(CachedCatalog {
+            checked: Instant::now(),
+            fingerprint,
+            catalog: catalog.clone(),
+        });
+        catalog
     }
 
     /// Supervises until `stop`: a round every second when something is due,
@@ -432,6 +479,15 @@ impl Supervisor {
     /// One round (see the module doc).
     async fn round(&self, cfg: &Config, reader: &HostReader) {
         let started = Instant::now();
+        {
+            // Nothing due and the list is fresh: no work at all this tick.
+            let w = lock(&self.inner.wake);
+            if let (Some(next), Some(listed)) = *w {
+                if started < next && listed.elapsed() < LIST_EVERY {
+                    return;
+                }
+            }
+        }
         let deployments = match self.inner.store.list_deployments() {
             Ok(d) => d,
             Err(e) => {
@@ -444,7 +500,7 @@ impl Supervisor {
             let mut live = lock(&self.inner.live);
             live.retain(|k, _| deployments.iter().any(|d| &d.name == k));
             let now = Instant::now();
-            deployments
+            let due: Vec<(DeploymentRecord, Timing)> = deployments
                 .into_iter()
                 .filter_map(|d| {
                     let app = catalog.get(&d.app).map(|a| &a.manifest);
@@ -458,7 +514,14 @@ impl Supervisor {
                     l.next_due = Some(now + t.interval);
                     Some((d, t))
                 })
-                .collect()
+                .collect();
+            let next = live
+                .values()
+                .filter_map(|l| l.next_due)
+                .min()
+                .unwrap_or(now + LIST_EVERY);
+            *lock(&self.inner.wake) = (Some(next), Some(now));
+            due
         };
         if due.is_empty() {
             return;

@@ -9,7 +9,8 @@
 //!   it, reboots the container, gives up: `failed` and a `gave_up` alert,
 //!   within the rate limits — with the daemon restarted mid-incident while
 //!   the receiver is down: no alert twice, the queue delivered after;
-//! - `1ldctl stop` → left stopped.
+//! - `1ldctl stop` → left stopped;
+//! - drift (a `pct set` on the node) → a `drift` alert.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,7 +141,7 @@ async fn root_supervision_repairs_alerts_and_gives_up() {
         return;
     }
     let (hook, rx) = Receiver::start().await;
-    let mut n = Node::with_config("sbxsup0", "10.213.82.0/24", 0, move |c, root| {
+    let mut n = Node::with_config("sbxsup0", "10.213.82.0/24", 1, move |c, root| {
         let s = &mut c.supervise;
         s.enabled = true;
         s.host_state = oneld::config::HostStateSource::Files;
@@ -185,6 +186,29 @@ async fn root_supervision_repairs_alerts_and_gives_up() {
     // Supervision reads the running state from LXC's socket: healthy, not "stopped".
     let h = until_state(&c, "healthy", 60, |h| h.state == HealthState::Healthy).await;
     assert!(h.incident.is_none(), "{h:?}");
+
+    // 0. Drift behind 1ld's back (read from the node's config file, no
+    // `pct config`): one `drift` alert naming the field.
+    let set = |cores: &str| {
+        let out = n.pct(&["set", &vmid.to_string(), "--cores", cores]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set("1");
+    let drift = wait_for("the drift alert", Duration::from_secs(30), || async {
+        rx.all().into_iter().find(|v| v["event"] == "drift")
+    })
+    .await;
+    assert!(
+        drift["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("cores: expected 2, found 1")),
+        "{drift}"
+    );
+    set("2");
 
     // 1. The agent is killed inside the container.
     let t = Instant::now();
