@@ -839,7 +839,7 @@ async fn run() -> Result<(), String> {
          \"last round ms\" includes each probe's random delay (up to jitter, {JITTER_SECS} s). \
          The `pct`, `pveversion` and `pvesh` used are benchmark stand-ins (shell scripts) for a node with N containers, not Proxmox's tools: \
          a real `pct list` is a Perl program, and the stand-in's CPU is not part of 1ldd's figure. \
-         The drift loop (`[apps] drift_interval_secs`, one `pct config` per deployment, every 300 s by default) is a separate check, off here.",
+         The drift loop (`[apps] drift_interval_secs`, every 300 s by default) is a separate check, off here: with `files` it reads the same config files (no subprocess), with `pct-list` it runs one `pct config` per deployment.",
         answered.join(" / ")
     );
     Ok(())
