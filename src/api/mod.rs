@@ -7,10 +7,14 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+pub mod backups;
 pub mod deployments;
 pub mod health;
 pub mod notifications;
 
+pub use backups::{
+    BackupInfo, BackupModeName, BackupPolicy, BackupRequest, BackupsQuery, Verified,
+};
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
     Change, ContainerState, DeleteQuery, DeployRequest, Deployment, Drift, HealthStatus,

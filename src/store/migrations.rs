@@ -145,6 +145,42 @@ CREATE UNIQUE INDEX notifications_dedupe ON notifications (target, dedupe_key)
 CREATE INDEX notifications_due ON notifications (status, next_attempt_ms);
 CREATE INDEX notifications_by_created ON notifications (created_ms DESC);
 "#,
+    // v4 (issue 7): backups 1ld made or found, and when scheduled jobs ran.
+    r#"
+CREATE TABLE backups (
+    volid          TEXT PRIMARY KEY NOT NULL,
+    storage        TEXT NOT NULL,
+    vmid           INTEGER NOT NULL,
+    deployment     TEXT,
+    app            TEXT,
+    app_version    TEXT,
+    spec_digest    TEXT,
+    time_ms        INTEGER NOT NULL,
+    size           INTEGER,
+    mode           TEXT,
+    notes          TEXT NOT NULL DEFAULT '',
+    protected      INTEGER NOT NULL DEFAULT 0 CHECK (protected IN (0, 1)),
+    verified       TEXT NOT NULL DEFAULT 'unverified'
+                     CHECK (verified IN ('unverified','verified','failed')),
+    verified_ms    INTEGER,
+    verify_detail  TEXT,
+    op_id          TEXT,
+    created_ms     INTEGER NOT NULL,
+    missing_ms     INTEGER
+) STRICT;
+CREATE INDEX backups_by_deployment ON backups (deployment, time_ms DESC);
+CREATE INDEX backups_by_vmid ON backups (vmid, time_ms DESC);
+
+CREATE TABLE schedule_runs (
+    deployment   TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('backup','verify')),
+    last_run_ms  INTEGER,
+    last_status  TEXT,
+    last_op      TEXT,
+    next_run_ms  INTEGER,
+    PRIMARY KEY (deployment, kind)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this binary writes.
