@@ -237,6 +237,10 @@ const WEEKDAYS: [(&str, &str); 7] = [
     ("sun", "sunday"),
 ];
 
+/// What an expression may start with.
+const ANY_PART: &str = "a weekday, a date, a time or one of minutely, hourly, daily, weekly, \
+                        monthly, yearly, quarterly, semiannually";
+
 /// Every weekday.
 const ALL_DAYS: u8 = 0x7f;
 
@@ -548,10 +552,8 @@ pub enum CalendarErrorKind {
 impl CalendarErrorKind {
     /// What would have been accepted, for the message's "(expected ...)".
     pub fn expected(&self) -> String {
-        const ANY: &str = "a weekday, a date, a time or one of minutely, hourly, daily, weekly, \
-                           monthly, yearly, quarterly, semiannually";
         match self {
-            CalendarErrorKind::Empty | CalendarErrorKind::NothingBeforeUtc => ANY.to_owned(),
+            CalendarErrorKind::Empty | CalendarErrorKind::NothingBeforeUtc => ANY_PART.to_owned(),
             CalendarErrorKind::TooLong { .. } => format!("at most {MAX_LEN} bytes"),
             CalendarErrorKind::UnknownWeekday { word } => {
                 let lower = word.to_ascii_lowercase();
@@ -747,6 +749,12 @@ impl<'a> Parser<'a> {
     /// `[weekdays] [date] [time]`, at least one of them.
     fn parts(&mut self) -> Result<CalendarEvent, CalendarError> {
         let mut event = CalendarEvent::midnight();
+        if !self
+            .found()
+            .is_some_and(|c| c.is_alphanumeric() || c == '*')
+        {
+            return Err(self.unexpected(ANY_PART));
+        }
         if self.found().is_some_and(char::is_alphabetic) {
             event.weekdays = self.weekdays()?;
             // Proxmox allows no blank between weekdays and the rest (`mon12:00`).
@@ -756,6 +764,11 @@ impl<'a> Parser<'a> {
                 Some(_) => return Err(self.unexpected("',', '..' or a space after a weekday")),
             }
             self.skip_blanks();
+            if self.found().is_some_and(char::is_alphabetic) {
+                return Err(self.unexpected(
+                    "a date or time after the weekdays (join weekdays with ',': mon,fri)",
+                ));
+            }
         }
         let token_end = self.token_end();
         if self.input[self.pos..token_end].contains('-') {

@@ -27,9 +27,9 @@
 //! - Daylight-saving time, in the node's zone: a wall-clock time that does not
 //!   exist (spring forward) is skipped, and one that exists twice (fall back)
 //!   fires once, at its first occurrence. Both are what systemd does
-//!   (`systemd-analyze calendar` agrees), and skipping the gap is also what
-//!   Proxmox's `proxmox-time` does through `mktime`; see [`next`] for the
-//!   details.
+//!   (`systemd-analyze calendar` agrees). Proxmox's `proxmox-time` also skips
+//!   the gap but, through `mktime`, fires twice in the repeated hour; see
+//!   [`next`] for the details.
 
 pub mod calendar;
 pub mod next;

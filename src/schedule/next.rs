@@ -17,8 +17,12 @@
 //!   it fires **once, at the first occurrence** (summer time), and nothing
 //!   fires for wall-clock times repeated in the second pass: an every-15-minutes
 //!   job pauses for that hour. This is systemd's behaviour (checked with
-//!   `systemd-analyze calendar`); Proxmox's result there depends on glibc's
-//!   `tm_isdst` carry-over and can fire twice, which is worse for backups.
+//!   `systemd-analyze calendar`). Proxmox differs here: its `TmEditor` carries
+//!   `tm_isdst` into `mktime`, so after the 02:30 summer-time run, "03:00
+//!   summer time" normalizes to 02:00 winter time and 02:30 fires a second
+//!   time an hour later (reproduced with glibc's `mktime`). Running a backup
+//!   job twice in one night is the worse outcome, so this module follows
+//!   systemd.
 
 use jiff::civil::{Date, DateTime};
 use jiff::tz::{AmbiguousOffset, TimeZone};

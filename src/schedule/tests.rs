@@ -436,6 +436,12 @@ fn errors_name_position_and_expectation() {
         ("mön", 0, "unknown weekday 'mön'"),
         ("@daily", 0, "unexpected '@'"),
         ("dailyUTC", 0, "unknown weekday 'dailyUTC'"),
+        ("mon fri", 4, "(expected a date or time after the weekdays"),
+        (
+            "-5",
+            0,
+            "(expected a weekday, a date, a time or one of minutely",
+        ),
     ];
     for &(input, position, needle) in cases {
         let err = CalendarEvent::parse(input).expect_err(input);
