@@ -17,6 +17,7 @@
 //! - [`deploy`]: deployments (validation, plan, install, health gate, drift).
 //! - [`notify`]: alerts, the durable notification queue and its targets.
 //! - [`supervise`]: probes, health states, the escalation ladder, health history.
+//! - [`schedule`]: Proxmox calendar-event schedules (parse, normalize, next run).
 //! - [`server`]: the API server on the Unix socket (roles, errors, handlers, OpenAPI).
 //! - [`client`]: `1ldctl`, the client of that socket (commands, rendering, exit codes).
 
@@ -33,6 +34,7 @@ pub mod notify;
 pub mod ops;
 pub mod paths;
 pub mod pve;
+pub mod schedule;
 pub mod secrets;
 pub mod server;
 pub mod store;
