@@ -60,6 +60,7 @@ fn seed_deployments(store: &Store) {
                     settings,
                     secret_keys: vec!["netbox_token".into()],
                     supervise: Default::default(),
+                    backup: Default::default(),
                 },
                 config_hash: format!("fnv1a64:{i:016x}"),
                 ip: Some(format!("10.0.{}.{}", i / 250, i % 250 + 2)),

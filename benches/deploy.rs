@@ -86,6 +86,8 @@ async fn run() -> Result<(), String> {
             ..AppsConfig::default()
         },
         staging_dir: paths.staging_dir.clone(),
+        backup: oneld::config::BackupConfig::default().policy(),
+        alerts: None,
     };
     let req = |name: &str| DeployRequest {
         app: "netbox-agent".into(),

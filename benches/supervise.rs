@@ -226,6 +226,7 @@ fn record(i: u32) -> Result<DeploymentRecord, String> {
             settings: Default::default(),
             secret_keys: vec![],
             supervise: Default::default(),
+            backup: Default::default(),
         },
         config_hash: "fnv1a64:0".into(),
         ip: Some(ip_of(i).to_string()),

@@ -25,6 +25,8 @@ pub struct Config {
     pub apps: AppsConfig,
     /// `[supervise]`: health probes, the escalation ladder, health history.
     pub supervise: SuperviseConfig,
+    /// `[backup]`: the default backup policy of every deployment.
+    pub backup: BackupConfig,
     /// `[notify]`: notification targets and delivery.
     pub notify: crate::notify::NotifyConfig,
 }
@@ -38,6 +40,7 @@ impl Default for Config {
             ops: OpsConfig::default(),
             apps: AppsConfig::default(),
             supervise: SuperviseConfig::default(),
+            backup: BackupConfig::default(),
             notify: crate::notify::NotifyConfig::default(),
         }
     }
@@ -269,6 +272,64 @@ impl Default for SuperviseConfig {
     }
 }
 
+/// `[backup]`: what a deployment's backup policy is when its spec does not
+/// say. Retention goes to `vzdump --prune-backups`, so Proxmox prunes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Storage with content `backup`.
+    pub storage: String,
+    /// vzdump mode: `snapshot`, `suspend` or `stop`.
+    pub mode: crate::api::BackupModeName,
+    /// Keep the N newest.
+    pub keep_last: u32,
+    /// Keep one per hour for N hours.
+    pub keep_hourly: u32,
+    /// Keep one per day for N days.
+    pub keep_daily: u32,
+    /// Keep one per ISO week for N weeks.
+    pub keep_weekly: u32,
+    /// Keep one per month for N months.
+    pub keep_monthly: u32,
+    /// Keep one per year for N years.
+    pub keep_yearly: u32,
+    /// Mark new backups protected.
+    pub protected: bool,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            storage: "local".to_string(),
+            mode: crate::api::BackupModeName::Snapshot,
+            keep_last: 3,
+            keep_hourly: 0,
+            keep_daily: 7,
+            keep_weekly: 4,
+            keep_monthly: 3,
+            keep_yearly: 0,
+            protected: false,
+        }
+    }
+}
+
+impl BackupConfig {
+    /// As a complete policy (the base of every deployment's).
+    pub fn policy(&self) -> crate::api::BackupPolicy {
+        crate::api::BackupPolicy {
+            storage: Some(self.storage.clone()),
+            mode: Some(self.mode),
+            keep_last: Some(self.keep_last),
+            keep_hourly: Some(self.keep_hourly),
+            keep_daily: Some(self.keep_daily),
+            keep_weekly: Some(self.keep_weekly),
+            keep_monthly: Some(self.keep_monthly),
+            keep_yearly: Some(self.keep_yearly),
+            protected: Some(self.protected),
+        }
+    }
+}
+
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -366,6 +427,12 @@ impl Config {
         }
         if !cfg.api.socket.is_absolute() {
             return Err(bad("api.socket", "must be an absolute path"));
+        }
+        if let Some((_, msg)) = cfg.backup.policy().problems("backup").into_iter().next() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: msg,
+            });
         }
         let sv = &cfg.supervise;
         if sv.interval_secs == 0 {

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod apps;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod daemon;

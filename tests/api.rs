@@ -12,6 +12,9 @@ mod daemon;
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "api/backups.rs"]
+mod backups;
+
 #[path = "api/cli.rs"]
 mod cli;
 

@@ -85,6 +85,9 @@ pub struct DeployRequest {
     /// Changes to the app's container defaults.
     #[serde(default)]
     pub overrides: Overrides,
+    /// The backup policy (unset fields: `[backup]` in `1ld.toml`).
+    #[serde(default)]
+    pub backup: Option<crate::api::BackupPolicy>,
     /// Validate and return the [`Plan`] without changing anything.
     #[serde(default)]
     pub dry_run: bool,
@@ -116,6 +119,9 @@ pub struct ApplyRequest {
     /// Resource changes; absent fields keep their current values.
     #[serde(default)]
     pub overrides: Overrides,
+    /// Backup policy changes; absent fields keep their current values.
+    #[serde(default)]
+    pub backup: Option<crate::api::BackupPolicy>,
     /// Return what would change without changing anything.
     #[serde(default)]
     pub dry_run: bool,

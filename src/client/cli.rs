@@ -103,6 +103,25 @@ pub enum Command {
         #[arg(short, long)]
         yes: bool,
     },
+    /// Back a deployment up now (vzdump, app-aware; retention per its policy).
+    Backup {
+        /// Deployment name.
+        name: String,
+        /// Storage (content `backup`) for this backup; default: the deployment's policy.
+        #[arg(long)]
+        storage: Option<String>,
+        /// Mark this backup protected (never pruned).
+        #[arg(long)]
+        protected: bool,
+        /// Return once the operation is accepted.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Backups (all, or one deployment's): storage reconciled with what 1ld recorded.
+    Backups {
+        /// Deployment name.
+        name: Option<String>,
+    },
     /// Supervised health: state, incident, remediations, uptime and history.
     Health {
         /// Deployment name.

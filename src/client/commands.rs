@@ -92,6 +92,13 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
             lines,
         } => logs(c, out, &name, follow, lines).await,
         Command::Health { name, since } => health(c, out, &name, &since).await,
+        Command::Backup {
+            name,
+            storage,
+            protected,
+            no_wait,
+        } => backup(c, out, &name, storage, protected, no_wait).await,
+        Command::Backups { name } => backups(c, out, name.as_deref()).await,
         Command::Adopt {
             vmid,
             app,
@@ -614,6 +621,47 @@ async fn action(c: &Client, out: &Output, t: &TargetArgs, verb: &str) -> Result<
     Ok(code)
 }
 
+async fn backup(
+    c: &Client,
+    out: &Output,
+    name: &str,
+    storage: Option<String>,
+    protected: bool,
+    no_wait: bool,
+) -> Result<u8, ClientError> {
+    let req = crate::api::BackupRequest {
+        policy: crate::api::BackupPolicy {
+            storage,
+            protected: protected.then_some(true),
+            ..Default::default()
+        },
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let path = format!("/v1/deployments/{}/backups", encode(name));
+    let op = submit_op(c, out, no_wait, hyper::Method::POST, &path, Some(body)).await?;
+    let done = op.status == crate::api::OpStatus::Succeeded;
+    let code = finish_op(out, op, no_wait)?;
+    if done && !out.json {
+        out.say(&format!("{name} backed up (see `1ldctl backups {name}`)"));
+    }
+    Ok(code)
+}
+
+async fn backups(c: &Client, out: &Output, name: Option<&str>) -> Result<u8, ClientError> {
+    let path = format!(
+        "/v1/backups{}",
+        query(&[("deployment", name.map(str::to_string))])
+    );
+    let v: Value = c.get(&path).await?;
+    if out.json {
+        out.json_value(&v);
+        return Ok(EXIT_OK);
+    }
+    let list: Vec<crate::api::BackupInfo> = typed(&format!("GET {path}"), v)?;
+    out.print(&rd::backups(&list, out.style()));
+    Ok(EXIT_OK)
+}
+
 fn confirm(question: &str) -> bool {
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
@@ -809,6 +857,7 @@ async fn deploy(c: &Client, out: &Output, a: DeployArgs) -> Result<u8, ClientErr
         settings,
         secrets,
         overrides,
+        backup: from_file.backup.clone(),
         dry_run: a.dry_run,
         keep_on_failure: a.keep_on_failure,
     };
@@ -877,6 +926,7 @@ async fn apply(
             settings: spec::settings_json(&s)?,
             secrets: s.secrets.clone(),
             overrides: s.overrides.clone(),
+            backup: s.backup.clone(),
             dry_run: true,
             keep_on_failure: false,
         };

@@ -638,6 +638,59 @@ pub mod deployments {
         }
     }
 
+    /// `1ldctl backups [NAME]`.
+    pub fn backups(list: &[crate::api::BackupInfo], style: Style) -> String {
+        if list.is_empty() {
+            return "no backups; make one with `1ldctl backup NAME`\n".to_string();
+        }
+        let rows: Vec<Vec<Cell>> = list
+            .iter()
+            .map(|b| {
+                let verified = match b.verified {
+                    crate::api::Verified::Verified => "verified",
+                    crate::api::Verified::Failed => "failed",
+                    crate::api::Verified::Unverified => "-",
+                };
+                let mut flags = Vec::new();
+                if b.protected {
+                    flags.push("protected");
+                }
+                if !b.present {
+                    flags.push("gone from storage");
+                }
+                if !b.recorded {
+                    flags.push("not made by 1ld");
+                }
+                vec![
+                    Cell::new(short_time(&b.time)),
+                    Cell::new(or_dash(b.deployment.as_deref())),
+                    Cell::new(b.vmid.to_string()),
+                    Cell::new(b.size.map(super::bytes).unwrap_or_else(|| "-".into())),
+                    Cell::toned(verified, word_tone(verified)),
+                    Cell::new(if flags.is_empty() {
+                        "-".to_string()
+                    } else {
+                        flags.join(", ")
+                    }),
+                    Cell::new(b.volid.clone()),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "TIME",
+                "DEPLOYMENT",
+                "VMID",
+                "SIZE",
+                "VERIFIED",
+                "NOTE",
+                "VOLID",
+            ],
+            &rows,
+            style,
+        )
+    }
+
     /// `1ldctl health NAME`.
     pub fn health(h: &crate::api::DeploymentHealth, style: Style) -> String {
         let state = h.state.as_str();

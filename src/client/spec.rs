@@ -46,6 +46,9 @@ pub struct Spec {
     /// Container overrides.
     #[serde(default)]
     pub overrides: Overrides,
+    /// `[backup]`: the deployment's backup policy.
+    #[serde(default)]
+    pub backup: Option<crate::api::BackupPolicy>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -94,6 +94,7 @@ mod tests {
             settings: Default::default(),
             secret_keys: vec![],
             supervise: Default::default(),
+            backup: Default::default(),
         };
         let same = parse_pct_config("arch: amd64\ncores: 2\nhostname: nb\nmemory: 2048\nnet0: name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,ip6=auto,type=veth\nonboot: 1\nostype: debian\nrootfs: local-lvm:vm-140-disk-0,size=8G\nswap: 512\ntags: 1ld;1ld-netbox-agent\nunprivileged: 1\n").unwrap();
         assert_eq!(compare(&spec, &same), vec![]);

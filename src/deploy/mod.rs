@@ -61,6 +61,10 @@ pub struct Env {
     pub apps: AppsConfig,
     /// Where rendered files wait to be pushed.
     pub staging_dir: PathBuf,
+    /// `[backup]` as a policy: the base of every deployment's.
+    pub backup: crate::api::BackupPolicy,
+    /// Where alerts go (backup failures), when there is a notifier.
+    pub alerts: Option<std::sync::Arc<dyn crate::notify::AlertSink>>,
 }
 
 impl std::fmt::Debug for Env {
@@ -120,7 +124,20 @@ pub async fn prepare(
     let catalog = env.catalog();
     let app = find_app(&catalog, &req.app)?;
     let facts = facts::HostFacts::gather(pve, &env.store, &env.apps.sys_class_net).await?;
-    let spec = spec::build(&app, req, &facts, &env.apps).map_err(field_errors)?;
+    let mut errs = Vec::new();
+    if let Some(b) = &req.backup {
+        for (field, msg) in b.or(&env.backup).problems("backup") {
+            errs.push(crate::apps::settings::FieldError::new(field, msg));
+        }
+    }
+    let spec = match spec::build(&app, req, &facts, &env.apps) {
+        Ok(s) if errs.is_empty() => s,
+        Ok(_) => return Err(field_errors(errs)),
+        Err(mut e) => {
+            e.extend(errs);
+            return Err(field_errors(e));
+        }
+    };
     Ok((app, spec))
 }
 

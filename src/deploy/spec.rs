@@ -106,6 +106,8 @@ pub struct DeploySpec {
     pub proxy: Option<ProxySpec>,
     /// Probe timing and thresholds chosen for this deployment.
     pub supervise: crate::api::SuperviseOverrides,
+    /// Backup policy chosen for this deployment.
+    pub backup: crate::api::BackupPolicy,
 }
 
 /// The steps of a deploy, in order (also the operation's progress names).
@@ -548,6 +550,8 @@ pub fn build(
     for (field, msg) in supervise.problems("overrides.supervise") {
         errs.push(FieldError::new(field, msg));
     }
+    // Checked against `[backup]` by the caller (`deploy::prepare`).
+    let backup = req.backup.clone().unwrap_or_default();
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -586,6 +590,7 @@ pub fn build(
         keep_on_failure: req.keep_on_failure,
         proxy,
         supervise,
+        backup,
     })
 }
 

@@ -19,6 +19,8 @@ pub enum AlertKind {
     Vanished,
     /// The container's configuration no longer matches the deployment.
     Drift,
+    /// A backup failed.
+    BackupFailed,
     /// `1ldctl notify test`.
     Test,
 }
@@ -33,6 +35,7 @@ impl AlertKind {
             Self::GaveUp => "gave_up",
             Self::Vanished => "vanished",
             Self::Drift => "drift",
+            Self::BackupFailed => "backup_failed",
             Self::Test => "test",
         }
     }
@@ -46,6 +49,7 @@ impl AlertKind {
             Self::GaveUp,
             Self::Vanished,
             Self::Drift,
+            Self::BackupFailed,
             Self::Test,
         ]
         .into_iter()

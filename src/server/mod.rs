@@ -122,8 +122,8 @@ pub fn router(state: AppState) -> Router {
 fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::post;
     use handlers::{
-        apps, deployments, events, health, host, logs, metrics, notifications, openapi, operations,
-        root, templates,
+        apps, backups, deployments, events, health, host, logs, metrics, notifications, openapi,
+        operations, root, templates,
     };
     let ctx = Arc::new(Ctx {
         app: state,
@@ -172,6 +172,8 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
             "/deployments/{name}/health",
             get(health::get_deployment_health),
         )
+        .route("/deployments/{name}/backups", post(backups::post_backup))
+        .route("/backups", get(backups::list_backups))
         .route("/events", get(events::get_events))
         .route("/notifications", get(notifications::list_notifications))
         .route(

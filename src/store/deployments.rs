@@ -33,6 +33,9 @@ pub struct StoredSpec {
         skip_serializing_if = "crate::api::SuperviseOverrides::is_empty"
     )]
     pub supervise: crate::api::SuperviseOverrides,
+    /// Backup policy chosen for this deployment (unset fields: `[backup]`).
+    #[serde(default, skip_serializing_if = "crate::api::BackupPolicy::is_empty")]
+    pub backup: crate::api::BackupPolicy,
 }
 
 /// One deployment row.
@@ -363,6 +366,7 @@ mod tests {
                 settings: BTreeMap::new(),
                 secret_keys: vec!["netbox_token".into()],
                 supervise: Default::default(),
+                backup: Default::default(),
             },
             config_hash: "fnv1a64:0".into(),
             ip: None,

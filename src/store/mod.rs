@@ -44,6 +44,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::paths::Paths;
 
+pub mod backups;
 pub mod deployments;
 pub mod events;
 pub mod health;
@@ -51,6 +52,7 @@ pub mod migrations;
 pub mod notifications;
 pub mod operations;
 
+pub use backups::BackupRecord;
 pub use deployments::{DeploymentRecord, StoredSpec};
 pub use events::StoredEvent;
 pub use health::{HealthSample, StoredHour, StoredRun, SupervisionRow};

@@ -473,6 +473,8 @@ impl Supervisor {
             events: self.inner.events.clone(),
             apps: cfg.apps.clone(),
             staging_dir: Paths::from_config(cfg).staging_dir,
+            backup: cfg.backup.policy(),
+            alerts: lock(&self.inner.alerts).clone(),
         }
     }
 

@@ -34,7 +34,7 @@ fn agents_dir() -> PathBuf {
 }
 
 /// A daemon on the sandbox tools (no containers) whose sysfs has `vmbr1ldt`.
-fn fast_daemon(
+pub(crate) fn fast_daemon(
     extra: impl FnOnce(&mut oneld::config::Config) + Send + 'static,
 ) -> (Daemon, tempfile::TempDir) {
     let net = tempfile::tempdir().expect("tmp");

@@ -67,6 +67,7 @@ fn record(name: &str, vmid: u32) -> DeploymentRecord {
             settings: Default::default(),
             secret_keys: vec!["netbox_token".into()],
             supervise: Default::default(),
+            backup: Default::default(),
         },
         config_hash: "fnv1a64:0".into(),
         ip: None,

@@ -87,11 +87,16 @@ fn manifest(port: u16) -> String {
 }
 
 fn record() -> DeploymentRecord {
+    sample_record(NAME, VMID)
+}
+
+/// A deployment record of app `sv-app` at 127.0.0.1 (tests insert it directly).
+pub(crate) fn sample_record(name: &str, vmid: u32) -> DeploymentRecord {
     DeploymentRecord {
-        name: NAME.into(),
+        name: name.into(),
         app: "sv-app".into(),
         app_version: "0.1.0".into(),
-        vmid: VMID,
+        vmid,
         node: "pve".into(),
         intended_state: IntendedState::Running,
         spec: StoredSpec {
@@ -104,6 +109,7 @@ fn record() -> DeploymentRecord {
             settings: Default::default(),
             secret_keys: vec![],
             supervise: Default::default(),
+            backup: Default::default(),
         },
         config_hash: "fnv1a64:0".into(),
         ip: Some("127.0.0.1".into()),

@@ -404,6 +404,7 @@ impl Deploy {
                 settings: spec.settings.public_json(),
                 secret_keys: spec.settings.secrets.keys().cloned().collect(),
                 supervise: spec.supervise,
+                backup: spec.backup.clone(),
             },
             config_hash: spec.config_hash.clone(),
             ip: Some(ip.to_string()),

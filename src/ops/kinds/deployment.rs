@@ -69,6 +69,8 @@ pub struct ApplyPlan {
     pub health: crate::apps::manifest::HealthDef,
     /// The deployment's supervision overrides after the change.
     pub supervise: crate::api::SuperviseOverrides,
+    /// The deployment's backup policy after the change.
+    pub backup: crate::api::BackupPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +370,7 @@ impl DeploymentOp {
             settings: plan.settings.clone(),
             secret_keys: plan.secrets.keys().cloned().collect(),
             supervise: plan.supervise,
+            backup: plan.backup.clone(),
         };
         if let Some((_, hash)) = &plan.files {
             rec.config_hash = hash.clone();

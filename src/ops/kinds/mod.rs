@@ -6,6 +6,7 @@
 
 use super::OpTask;
 
+pub mod backup;
 pub mod deploy;
 pub mod deployment;
 pub mod remediate;
@@ -17,6 +18,7 @@ pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask
     match kind {
         template_download::KIND => template_download::rebuild(payload),
         deploy::KIND => deploy::rebuild(payload),
+        backup::KIND => backup::rebuild(payload),
         deployment::START
         | deployment::STOP
         | deployment::RESTART

@@ -40,6 +40,8 @@ pub(super) fn env(ctx: &Ctx) -> Env {
         events: ctx.app.events.clone(),
         apps: cfg.apps.clone(),
         staging_dir: Paths::from_config(&cfg).staging_dir,
+        backup: cfg.backup.policy(),
+        alerts: Some(std::sync::Arc::new(ctx.app.notifier.clone())),
     }
 }
 
@@ -51,7 +53,11 @@ pub(super) fn pve(ctx: &Ctx) -> Result<&Pve, Error> {
     })
 }
 
-async fn submit(ctx: &Ctx, task: Box<dyn OpTask>, caller: Caller) -> Result<Response, Error> {
+pub(super) async fn submit(
+    ctx: &Ctx,
+    task: Box<dyn OpTask>,
+    caller: Caller,
+) -> Result<Response, Error> {
     let op = ctx.app.ops.submit(task, caller.requestor).await?;
     let location = format!("/v1/operations/{}", op.id);
     Ok(with_location(
@@ -355,6 +361,7 @@ pub async fn adopt_deployment(
             settings: BTreeMap::new(),
             secret_keys: Vec::new(),
             supervise: Default::default(),
+            backup: Default::default(),
         },
         config_hash: "adopted".into(),
         ip: None,
@@ -406,6 +413,7 @@ pub async fn put_deployment(
             settings: req.settings.clone(),
             secrets: req.secrets.clone(),
             overrides: req.overrides.clone(),
+            backup: req.backup.clone(),
             dry_run: req.dry_run,
             keep_on_failure: req.keep_on_failure,
         };
@@ -470,6 +478,12 @@ pub async fn put_deployment(
     }
     if let Some(sv) = &o.supervise {
         for (field, msg) in sv.problems("overrides.supervise") {
+            errs.push(FieldError::new(field, msg));
+        }
+    }
+    if let Some(b) = &req.backup {
+        let base = ctx.app.config().backup.policy();
+        for (field, msg) in b.or(&rec.spec.backup).or(&base).problems("backup") {
             errs.push(FieldError::new(field, msg));
         }
     }
@@ -597,6 +611,29 @@ pub async fn put_deployment(
             });
         }
     }
+    let backup = req.backup.clone().unwrap_or_default().or(&rec.spec.backup);
+    let old_b = serde_json::to_value(&rec.spec.backup).unwrap_or_default();
+    let new_b = serde_json::to_value(&backup).unwrap_or_default();
+    if old_b != new_b {
+        let keys: std::collections::BTreeSet<String> = [&old_b, &new_b]
+            .iter()
+            .filter_map(|v| v.as_object())
+            .flat_map(|o| o.keys().cloned())
+            .collect();
+        for k in keys {
+            let (a, b) = (old_b.get(&k), new_b.get(&k));
+            if a != b {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or("default".to_string(), |v| v.to_string())
+                };
+                changes.push(Change {
+                    field: format!("backup.{k}"),
+                    from: show(a),
+                    to: show(b),
+                });
+            }
+        }
+    }
     let set = set_spec(r0, &new_res);
     let config_changed = hash != rec.config_hash;
     let mut steps = Vec::new();
@@ -633,6 +670,7 @@ pub async fn put_deployment(
         // Through the proxy when the deployment has one.
         health: crate::deploy::proxy::deployed_health(&app.manifest, &rec.spec.tags),
         supervise,
+        backup,
     };
     submit(
         &ctx,

@@ -7,6 +7,7 @@
 //! a `#[utoipa::path]` listed in [`openapi::ApiDoc`].
 
 pub mod apps;
+pub mod backups;
 pub mod deployments;
 pub mod events;
 pub mod health;

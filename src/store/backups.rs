@@ -1,0 +1,148 @@
+//! Backups 1ld made (or found and recorded): what a backup is beyond its
+//! archive — the deployment, app, version and spec digest at backup time,
+//! and whether a restore of it was verified.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Store, StoreError};
+use crate::api::Verified;
+
+/// One backups row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRecord {
+    /// Proxmox's volume id (the key).
+    pub volid: String,
+    /// Its storage.
+    pub storage: String,
+    /// The container backed up.
+    pub vmid: u32,
+    /// The deployment, when 1ld knows it.
+    pub deployment: Option<String>,
+    /// The app at backup time.
+    pub app: Option<String>,
+    /// Its version.
+    pub app_version: Option<String>,
+    /// Digest of the deployment's spec at backup time.
+    pub spec_digest: Option<String>,
+    /// From the archive name (ms).
+    pub time_ms: i64,
+    /// Bytes, when known.
+    pub size: Option<u64>,
+    /// vzdump's mode as it ran.
+    pub mode: Option<String>,
+    /// The archive's notes.
+    pub notes: String,
+    /// Protected from pruning.
+    pub protected: bool,
+    /// Restore verification.
+    pub verified: Verified,
+    /// When verified (ms).
+    pub verified_ms: Option<i64>,
+    /// What verification saw.
+    pub verify_detail: Option<String>,
+    /// The operation that made it.
+    pub op_id: Option<String>,
+    /// When recorded (ms).
+    pub created_ms: i64,
+    /// When it was first found missing from its storage (ms).
+    pub missing_ms: Option<i64>,
+}
+
+const COLUMNS: &str = "volid, storage, vmid, deployment, app, app_version, spec_digest, time_ms, size, \
+                       mode, notes, protected, verified, verified_ms, verify_detail, op_id, created_ms, missing_ms";
+
+fn verified_str(v: Verified) -> &'static str {
+    match v {
+        Verified::Unverified => "unverified",
+        Verified::Verified => "verified",
+        Verified::Failed => "failed",
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BackupRecord> {
+    let verified: String = r.get(12)?;
+    Ok(BackupRecord {
+        volid: r.get(0)?,
+        storage: r.get(1)?,
+        vmid: r.get(2)?,
+        deployment: r.get(3)?,
+        app: r.get(4)?,
+        app_version: r.get(5)?,
+        spec_digest: r.get(6)?,
+        time_ms: r.get(7)?,
+        size: r
+            .get::<_, Option<i64>>(8)?
+            .and_then(|n| u64::try_from(n).ok()),
+        mode: r.get(9)?,
+        notes: r.get(10)?,
+        protected: r.get(11)?,
+        verified: match verified.as_str() {
+            "verified" => Verified::Verified,
+            "failed" => Verified::Failed,
+            _ => Verified::Unverified,
+        },
+        verified_ms: r.get(13)?,
+        verify_detail: r.get(14)?,
+        op_id: r.get(15)?,
+        created_ms: r.get(16)?,
+        missing_ms: r.get(17)?,
+    })
+}
+
+impl Store {
+    /// Records `b` (replacing a row with the same volid).
+    pub fn record_backup(&self, b: &BackupRecord) -> Result<(), StoreError> {
+        let size = b.size.and_then(|n| i64::try_from(n).ok());
+        self.write(|c| {
+            c.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO backups ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+                ),
+                params![
+                    b.volid, b.storage, b.vmid, b.deployment, b.app, b.app_version, b.spec_digest,
+                    b.time_ms, size, b.mode, b.notes, b.protected, verified_str(b.verified),
+                    b.verified_ms, b.verify_detail, b.op_id, b.created_ms, b.missing_ms
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The backup `volid`.
+    pub fn backup(&self, volid: &str) -> Result<Option<BackupRecord>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM backups WHERE volid = ?1"),
+                [volid],
+                row,
+            )
+            .optional()
+        })
+    }
+
+    /// Recorded backups (of `deployment`, when given), newest first.
+    pub fn backups(&self, deployment: Option<&str>) -> Result<Vec<BackupRecord>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM backups WHERE ?1 IS NULL OR deployment = ?1 \
+                 ORDER BY time_ms DESC, volid LIMIT 100000"
+            ))?;
+            let rows = st.query_map([deployment], row)?;
+            rows.collect()
+        })
+    }
+
+    /// Marks `volid` missing from its storage since `now_ms` (kept once set),
+    /// or present again (`now_ms = None`).
+    pub fn set_backup_missing(&self, volid: &str, now_ms: Option<i64>) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE backups SET missing_ms = CASE WHEN ?2 IS NULL THEN NULL \
+                 ELSE coalesce(missing_ms, ?2) END WHERE volid = ?1",
+                params![volid, now_ms],
+            )
+        })?;
+        Ok(())
+    }
+}

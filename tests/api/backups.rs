@@ -1,0 +1,249 @@
+//! Backups through the API.
+//!
+//! Fast tier (no root): bad input on the sandbox tools — an unknown storage,
+//! a storage without content `backup`, an all-zero retention, each a 400
+//! naming the field and the fix; the list on an empty node.
+//!
+//! Root tier: a real netbox-agent on a private sandbox node — marker data in
+//! its state, `1ldctl backup`, the archive (vzdump through 1ld: zstd, notes
+//! naming the deployment and spec digest, the spec inside the archive), the
+//! list reconciled with storage, retention pruning through vzdump, and the
+//! record surviving the deployment's destruction.
+
+use std::time::Duration;
+
+use oneld::api::{BackupInfo, OpStatus, Operation};
+use oneld::paths::Paths;
+use oneld::store::Store;
+use serde_json::{json, Value};
+
+use crate::daemon::root_tier;
+use crate::deployments::{deploy, fast_daemon, finish, log_of, Node};
+
+const CTL: &str = env!("CARGO_BIN_EXE_1ldctl");
+
+#[tokio::test]
+async fn bad_backup_input_names_the_field_and_the_fix() {
+    let (d, _net) = fast_daemon(|_| {});
+    let c = d.client();
+    // A recorded deployment (no container is needed to refuse bad input).
+    let store = Store::open(&Paths::from_config(&d.config)).expect("store");
+    let mut rec = crate::supervise::sample_record("nb", 150);
+    rec.app = "netbox-agent".into();
+    store.insert_deployment(&rec).expect("insert");
+    let post = |body: Value| {
+        let c = d.client();
+        async move {
+            c.post("/v1/deployments/nb/backups", &body)
+                .await
+                .expect(400)
+                .error()
+                .1
+        }
+    };
+    let msg = post(json!({"policy": {"storage": "nope"}})).await;
+    assert!(
+        msg.contains(
+            "policy.storage: 'nope' does not exist or has no content 'backup'; candidates: local"
+        ),
+        "{msg}"
+    );
+    let msg = post(json!({"policy": {"storage": "ctdata"}})).await;
+    assert!(
+        msg.contains("'ctdata' does not exist or has no content 'backup'"),
+        "{msg}"
+    );
+    let msg = post(
+        json!({"policy": {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}}),
+    )
+    .await;
+    assert!(
+        msg.contains("every keep_* is 0") && msg.contains("keep_last = 3"),
+        "{msg}"
+    );
+    let msg = post(json!({"policy": {"storage": "a/../b"}})).await;
+    assert!(
+        msg.contains("policy.storage: 'a/../b' is not a storage id"),
+        "{msg}"
+    );
+    let (_, msg) = c
+        .post(
+            "/v1/deployments/nb/backups",
+            &json!({"policy": {"keep": 1}}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("unknown field `keep`"), "{msg}");
+    c.post("/v1/deployments/nope/backups", &json!({}))
+        .await
+        .expect(404);
+    // A deploy with an all-zero retention is refused the same way.
+    let (_, msg) = c
+        .post(
+            "/v1/deployments",
+            &json!({"app": "netbox-agent", "name": "nb2", "dry_run": true,
+                    "settings": {"netbox_url": "http://n"}, "secrets": {"netbox_token": "x"},
+                    "overrides": {"bridge": "vmbr1ldt"},
+                    "backup": {"keep_last": 0, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("backup: every keep_* is 0"), "{msg}");
+    // The list on a node without backups.
+    let list: Vec<BackupInfo> = c.get("/v1/backups").await.expect(200).json();
+    assert!(list.is_empty(), "{list:?}");
+}
+
+fn ctl(socket: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(CTL)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("1ldctl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_backup_through_1ld_is_app_aware_and_recorded() {
+    if !root_tier(
+        "root_backup_through_1ld_is_app_aware_and_recorded",
+        "containers need root",
+    ) {
+        return;
+    }
+    let n = Node::with_config("sbxbak0", "10.213.83.0/24", 0, |_, _| {})
+        .with_upstreams()
+        .await;
+    let c = n.client();
+    let (op, log) = deploy(&c, &n.request("netbox-agent", "nb")).await;
+    assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
+    let vmid: u32 = c
+        .get("/v1/deployments/nb")
+        .await
+        .expect(200)
+        .json::<Value>()["vmid"]
+        .as_u64()
+        .expect("vmid") as u32;
+    n.exec(
+        vmid,
+        &[
+            "sh",
+            "-c",
+            "echo marker-7f3a > /var/lib/netbox-agent/marker",
+        ],
+    );
+
+    // 1ldctl backup: an operation, the archive recorded.
+    let (code, out, err) = ctl(&n.daemon.socket, &["backup", "nb"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+    assert_eq!(list.len(), 1, "{list:?}");
+    let b = &list[0];
+    assert!(b.recorded && b.present, "{b:?}");
+    assert!(
+        b.volid
+            .starts_with(&format!("local:backup/vzdump-lxc-{vmid}-"))
+            && b.volid.ends_with(".tar.zst"),
+        "{b:?}"
+    );
+    assert!(b.size.is_some_and(|s| s > 1000), "{b:?}");
+    assert!(
+        b.notes
+            .starts_with("1ld deployment=nb app=netbox-agent version=0.1.0 spec=sha256:")
+            && b.notes.ends_with("(nb)"),
+        "{b:?}"
+    );
+    assert_eq!(b.app.as_deref(), Some("netbox-agent"));
+    let dep: Value = c.get("/v1/deployments/nb").await.expect(200).json();
+    assert!(dep["last_backup"].is_string(), "{dep}");
+    // The archive holds the marker and the spec (read with tar on the node).
+    let path = String::from_utf8_lossy(
+        &std::process::Command::new(crate::support::bin_dir().join("pvesm"))
+            .args(["path", &b.volid])
+            .env("PVE_SANDBOX_ROOT", n.node.path(""))
+            .output()
+            .expect("pvesm path")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let listing = std::process::Command::new("tar")
+        .args(["--zstd", "-tf", &path])
+        .output()
+        .expect("tar");
+    let names = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        names.contains("./var/lib/netbox-agent/marker"),
+        "marker not in the archive"
+    );
+    assert!(
+        names.contains("./etc/1ld/deployment.json"),
+        "spec not in the archive"
+    );
+    let spec = std::process::Command::new("tar")
+        .args(["--zstd", "-xOf", &path, "./etc/1ld/deployment.json"])
+        .output()
+        .expect("tar");
+    let spec: Value = serde_json::from_slice(&spec.stdout).expect("spec json");
+    assert_eq!(spec["name"], "nb");
+    assert_eq!(spec["format"], "1ld-deployment/1");
+    assert!(
+        b.notes
+            .contains(spec["spec_digest"].as_str().expect("digest")),
+        "{b:?} vs {spec}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&serde_json::to_vec(&spec).expect("json")).contains("nbt_"),
+        "no secret in the spec"
+    );
+
+    // Retention through vzdump: keep_last=1 prunes the first archive; 1ld
+    // shows it as gone.
+    let (code, out, err) = ctl(&n.daemon.socket, &["backup", "nb"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let op: Operation = c
+        .post("/v1/deployments/nb/backups", &json!({"policy": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0, "keep_monthly": 0}}))
+        .await
+        .expect(202)
+        .json();
+    let op = finish(&c, &op.id, Duration::from_secs(180)).await;
+    assert_eq!(
+        op.status,
+        OpStatus::Succeeded,
+        "{}",
+        log_of(&c, &op.id).await
+    );
+    let log = log_of(&c, &op.id).await;
+    assert!(log.contains("--prune-backups keep-last=1"), "{log}");
+    let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+    let present: Vec<&BackupInfo> = list.iter().filter(|b| b.present).collect();
+    assert_eq!(present.len(), 1, "{list:?}");
+    assert_eq!(
+        list.iter().filter(|b| !b.present).count(),
+        2,
+        "pruned ones stay listed as gone: {list:?}"
+    );
+    let (code, text, _) = ctl(&n.daemon.socket, &["backups", "nb"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains("gone from storage") && text.contains("VOLID"),
+        "{text}"
+    );
+
+    // Destroying the deployment keeps its backups (and their record).
+    let del: Operation = c
+        .delete("/v1/deployments/nb?purge=true")
+        .await
+        .expect(202)
+        .json();
+    finish(&c, &del.id, Duration::from_secs(90)).await;
+    let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+    assert_eq!(list.iter().filter(|b| b.present).count(), 1, "{list:?}");
+}
