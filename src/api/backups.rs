@@ -191,3 +191,25 @@ pub struct BackupRequest {
     #[serde(default)]
     pub policy: BackupPolicy,
 }
+
+/// How to restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreMode {
+    /// Over the deployment's own container (stop, `pct restore --force`, start).
+    InPlace,
+    /// Into a new container in the app's vmid range, as a new deployment
+    /// (`--unique`, so its MACs differ from the original's).
+    New,
+}
+
+/// `POST /v1/backups/{volid}/restore` (the volid percent-encoded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// In place or as a new deployment.
+    pub mode: RestoreMode,
+    /// `new`: the new deployment's name (default `<deployment>-restored`).
+    #[serde(default)]
+    pub name: Option<String>,
+}

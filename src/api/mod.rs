@@ -13,7 +13,8 @@ pub mod health;
 pub mod notifications;
 
 pub use backups::{
-    BackupInfo, BackupModeName, BackupPolicy, BackupRequest, BackupsQuery, Verified,
+    BackupInfo, BackupModeName, BackupPolicy, BackupRequest, BackupsQuery, RestoreMode,
+    RestoreRequest, Verified,
 };
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,

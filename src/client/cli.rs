@@ -117,6 +117,20 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Restore a backup as a new deployment (default) or over its deployment.
+    Restore {
+        /// The backup's volid (`1ldctl backups` lists them).
+        volid: String,
+        /// Restore over the deployment's own container instead.
+        #[arg(long, conflicts_with = "name")]
+        in_place: bool,
+        /// The new deployment's name (default `<deployment>-restored`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Return once the operation is accepted.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Backups (all, or one deployment's): storage reconciled with what 1ld recorded.
     Backups {
         /// Deployment name.

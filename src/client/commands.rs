@@ -99,6 +99,12 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
             no_wait,
         } => backup(c, out, &name, storage, protected, no_wait).await,
         Command::Backups { name } => backups(c, out, name.as_deref()).await,
+        Command::Restore {
+            volid,
+            in_place,
+            name,
+            no_wait,
+        } => restore(c, out, &volid, in_place, name, no_wait).await,
         Command::Adopt {
             vmid,
             app,
@@ -643,6 +649,33 @@ async fn backup(
     let code = finish_op(out, op, no_wait)?;
     if done && !out.json {
         out.say(&format!("{name} backed up (see `1ldctl backups {name}`)"));
+    }
+    Ok(code)
+}
+
+async fn restore(
+    c: &Client,
+    out: &Output,
+    volid: &str,
+    in_place: bool,
+    name: Option<String>,
+    no_wait: bool,
+) -> Result<u8, ClientError> {
+    let req = crate::api::RestoreRequest {
+        mode: if in_place {
+            crate::api::RestoreMode::InPlace
+        } else {
+            crate::api::RestoreMode::New
+        },
+        name,
+    };
+    let body = serde_json::to_vec(&req).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let path = format!("/v1/backups/{}/restore", encode(volid));
+    let op = submit_op(c, out, no_wait, hyper::Method::POST, &path, Some(body)).await?;
+    let done = op.status == crate::api::OpStatus::Succeeded;
+    let code = finish_op(out, op, no_wait)?;
+    if done && !out.json {
+        out.say(&format!("{volid} restored"));
     }
     Ok(code)
 }

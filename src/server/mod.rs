@@ -174,6 +174,7 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         )
         .route("/deployments/{name}/backups", post(backups::post_backup))
         .route("/backups", get(backups::list_backups))
+        .route("/backups/{volid}/restore", post(backups::restore_backup))
         .route("/events", get(events::get_events))
         .route("/notifications", get(notifications::list_notifications))
         .route(

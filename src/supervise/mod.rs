@@ -240,6 +240,9 @@ struct CachedCatalog {
 /// Deployments are listed at least this often, so new ones are picked up
 /// even while every known one waits for its interval.
 const LIST_EVERY: Duration = Duration::from_secs(10);
+/// A round running longer than this is stuck: the supervisor stops
+/// beating, and systemd's watchdog restarts the daemon.
+const ROUND_STALL: Duration = Duration::from_secs(300);
 /// How often the app directory is looked at for changed manifests.
 const CATALOG_CHECK_EVERY: Duration = Duration::from_secs(30);
 
@@ -381,33 +384,49 @@ impl Supervisor {
             "supervisor started"
         );
         self.flush_outboxes();
+        // Rounds run as a future polled beside the heartbeat, so a round
+        // that waits on slow probes (jitter + timeout) never starves the
+        // watchdog; a round stuck past ROUND_STALL stops the beats, so
+        // systemd restarts a daemon whose supervision hangs.
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beats = tokio::time::interval(crate::daemon::notify::beat_every());
+        let mut round: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+            None;
+        let mut round_started = Instant::now();
         let mut last_prune: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            beat.alive();
-            let cfg = self.config();
-            if !cfg.supervise.enabled {
-                continue;
-            }
-            let work = self.round(&cfg, &reader);
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = work => {}
-            }
-            if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
-                last_prune = Some(Instant::now());
-                let now = now_ms();
-                let raw = now - i64::from(cfg.supervise.history_raw_hours) * 3_600_000;
-                let roll = now - i64::from(cfg.supervise.history_rollup_days) * 86_400_000;
-                match self.inner.store.prune_health(raw, roll) {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "old health history pruned"),
-                    Ok(_) => {}
-                    Err(e) => tracing::error!("pruning health history failed: {e}"),
+                _ = beats.tick() => {
+                    if round.is_none() || round_started.elapsed() < ROUND_STALL {
+                        beat.alive();
+                    }
+                }
+                _ = tick.tick(), if round.is_none() => {
+                    let cfg = self.config();
+                    if !cfg.supervise.enabled {
+                        continue;
+                    }
+                    let this = self.clone();
+                    let reader = reader.clone();
+                    round_started = Instant::now();
+                    round = Some(Box::pin(async move { this.round(&cfg, &reader).await }));
+                }
+                () = async { if let Some(r) = round.as_mut() { r.await } }, if round.is_some() => {
+                    round = None;
+                    if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                        last_prune = Some(Instant::now());
+                        let cfg = self.config();
+                        let now = now_ms();
+                        let raw = now - i64::from(cfg.supervise.history_raw_hours) * 3_600_000;
+                        let roll = now - i64::from(cfg.supervise.history_rollup_days) * 86_400_000;
+                        match self.inner.store.prune_health(raw, roll) {
+                            Ok(n) if n > 0 => tracing::info!(rows = n, "old health history pruned"),
+                            Ok(_) => {}
+                            Err(e) => tracing::error!("pruning health history failed: {e}"),
+                        }
+                    }
                 }
             }
         }

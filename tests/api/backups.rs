@@ -8,7 +8,8 @@
 //! its state, `1ldctl backup`, the archive (vzdump through 1ld: zstd, notes
 //! naming the deployment and spec digest, the spec inside the archive), the
 //! list reconciled with storage, retention pruning through vzdump, and the
-//! record surviving the deployment's destruction.
+//! record surviving the deployment's destruction, then a restore as a new
+//! deployment from the archive alone (marker data back, spec recorded).
 
 use std::time::Duration;
 
@@ -245,5 +246,83 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
         .json();
     finish(&c, &del.id, Duration::from_secs(90)).await;
     let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+    let keep = list
+        .iter()
+        .find(|b| b.present)
+        .expect("the kept backup")
+        .clone();
     assert_eq!(list.iter().filter(|b| b.present).count(), 1, "{list:?}");
+
+    // Restore as a new deployment from the archive alone (its deployment is
+    // gone): healthy, the marker back, recorded with the archive's spec.
+    let (code, out, err) = ctl(
+        &n.daemon.socket,
+        &["restore", &keep.volid, "--name", "nb-back"],
+    );
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let dep: Value = c.get("/v1/deployments/nb-back").await.expect(200).json();
+    assert_eq!(dep["app"], "netbox-agent");
+    assert_eq!(dep["state"], "running", "{dep}");
+    assert!(
+        matches!(
+            dep["health"]["status"].as_str(),
+            Some("healthy" | "degraded")
+        ),
+        "{dep}"
+    );
+    assert_eq!(
+        dep["settings"]["netbox_token"], "***",
+        "the spec came back: {dep}"
+    );
+    let new_vmid = dep["vmid"].as_u64().expect("vmid") as u32;
+    assert_ne!(new_vmid, 0);
+    assert_eq!(
+        n.exec(new_vmid, &["cat", "/var/lib/netbox-agent/marker"]),
+        "marker-7f3a\n"
+    );
+    let ops: Vec<Operation> = c
+        .get("/v1/operations?kind=backup.restore")
+        .await
+        .expect(200)
+        .json();
+    let log = log_of(&c, &ops[0].id).await;
+    assert!(
+        log.contains("deployment spec taken from the archive") && log.contains("--unique 1"),
+        "{log}"
+    );
+    // Bad input: an unknown backup, a taken name, in place without its deployment.
+    let enc = |v: &str| v.replace('/', "%2F");
+    c.post(
+        &format!("/v1/backups/{}/restore", enc("local:backup/nope.tar.zst")),
+        &json!({"mode": "new"}),
+    )
+    .await
+    .expect(404);
+    let (_, msg) = c
+        .post(
+            &format!("/v1/backups/{}/restore", enc(&keep.volid)),
+            &json!({"mode": "new", "name": "nb-back"}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(
+        msg.contains("a deployment called 'nb-back' exists"),
+        "{msg}"
+    );
+    let (_, msg) = c
+        .post(
+            &format!("/v1/backups/{}/restore", enc(&keep.volid)),
+            &json!({"mode": "in_place"}),
+        )
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("restore with mode new"), "{msg}");
+    let del: Operation = c
+        .delete("/v1/deployments/nb-back?purge=true")
+        .await
+        .expect(202)
+        .json();
+    finish(&c, &del.id, Duration::from_secs(90)).await;
 }

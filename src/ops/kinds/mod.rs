@@ -10,6 +10,7 @@ pub mod backup;
 pub mod deploy;
 pub mod deployment;
 pub mod remediate;
+pub mod restore;
 pub mod template_download;
 
 /// Rebuilds any known kind from its persisted payload (for
@@ -19,6 +20,7 @@ pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask
         template_download::KIND => template_download::rebuild(payload),
         deploy::KIND => deploy::rebuild(payload),
         backup::KIND => backup::rebuild(payload),
+        restore::KIND => restore::rebuild(payload),
         deployment::START
         | deployment::STOP
         | deployment::RESTART

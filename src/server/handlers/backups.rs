@@ -8,11 +8,12 @@ use axum::response::Response;
 use axum::Json;
 
 use super::deployments::{env, pve, record, submit};
-use crate::api::{BackupInfo, BackupRequest, BackupsQuery};
+use crate::api::{BackupInfo, BackupRequest, BackupsQuery, RestoreMode, RestoreRequest};
 use crate::apps::settings::FieldError;
 use crate::deploy::field_errors;
 use crate::error::Error;
 use crate::ops::kinds::backup::BackupOp;
+use crate::ops::kinds::restore::{RestoreOp, RestorePlan, Target};
 use crate::server::error::{ApiJson, ApiPath, ApiQuery};
 use crate::server::{Caller, Ctx};
 
@@ -98,4 +99,104 @@ pub async fn list_backups(
     Ok(Json(
         crate::backup::list(pve_h, &ctx.app.store, &base, q.deployment.as_deref()).await?,
     ))
+}
+
+/// Restores a backup 1ld recorded, in place or as a new deployment:
+/// `202` + the `backup.restore` operation.
+#[utoipa::path(
+    post,
+    path = "/v1/backups/{volid}/restore",
+    tag = "backups",
+    params(("volid" = String, Path, description = "The backup's volume id, percent-encoded")),
+    request_body = RestoreRequest,
+    responses(
+        (status = 202, description = "Restore started", body = crate::api::Operation),
+        (status = 400, description = "A bad name, or in place without its deployment", body = crate::api::ApiErrorBody),
+        (status = 404, description = "No such backup recorded", body = crate::api::ApiErrorBody),
+        (status = 409, description = "Another operation holds the container or name", body = crate::api::ApiErrorBody)))]
+pub async fn restore_backup(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    ApiPath(volid): ApiPath<String>,
+    ApiJson(req): ApiJson<RestoreRequest>,
+) -> Result<Response, Error> {
+    pve(&ctx)?;
+    let shown: String = volid
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let b = ctx.app.store.backup(&volid)?.ok_or_else(|| {
+        Error::not_found(format!(
+            "no backup '{shown}' recorded by 1ld (GET /v1/backups lists them; archives not made by 1ld can be restored with pct restore)"
+        ))
+    })?;
+    let env = env(&ctx);
+    let app_name = b.app.clone().unwrap_or_default();
+    let app = crate::deploy::find_app(&env.catalog(), &app_name)?;
+    let base = match &b.deployment {
+        Some(d) => ctx.app.store.get_deployment(d)?,
+        None => None,
+    };
+    let target = match req.mode {
+        RestoreMode::InPlace => {
+            let Some(rec) = &base else {
+                return Err(Error::bad_request(
+                    "mode",
+                    format!(
+                        "mode: in_place needs the backup's deployment '{}', which no longer exists; restore with mode new",
+                        b.deployment.as_deref().unwrap_or("?")
+                    ),
+                ));
+            };
+            Target::InPlace {
+                name: rec.name.clone(),
+                vmid: rec.vmid,
+            }
+        }
+        RestoreMode::New => {
+            let name = req.name.clone().unwrap_or_else(|| {
+                format!("{}-restored", b.deployment.as_deref().unwrap_or(&app_name))
+            });
+            if !crate::apps::manifest::is_dns_label(&name)
+                || crate::api::RESERVED_NAMES.contains(&name.as_str())
+            {
+                return Err(Error::bad_request(
+                    "name",
+                    format!(
+                        "name: '{}' is not a DNS label (a-z, 0-9, '-', at most 63) or is reserved",
+                        name.chars()
+                            .filter(|c| !c.is_control())
+                            .take(64)
+                            .collect::<String>()
+                    ),
+                ));
+            }
+            if ctx.app.store.get_deployment(&name)?.is_some() {
+                return Err(Error::bad_request(
+                    "name",
+                    format!("name: a deployment called '{name}' exists; give another name"),
+                ));
+            }
+            Target::New { name }
+        }
+    };
+    let storage = base
+        .as_ref()
+        .map(|r| r.spec.resources.storage.clone())
+        .unwrap_or_else(|| env.apps.storage.clone());
+    let m = &app.manifest;
+    let plan = RestorePlan {
+        volid: b.volid.clone(),
+        app: app_name,
+        storage,
+        vmid_range: (m.container.vmid_range[0], m.container.vmid_range[1]),
+        health: base
+            .as_ref()
+            .map(|r| crate::deploy::proxy::deployed_health(m, &r.spec.tags))
+            .unwrap_or_else(|| m.health.clone()),
+        base,
+        target,
+    };
+    submit(&ctx, Box::new(RestoreOp::new(env, plan)), caller).await
 }
