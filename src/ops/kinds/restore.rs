@@ -197,8 +197,10 @@ impl RestoreOp {
         })?;
         let name = p.name.clone();
         if !p.in_place {
-            let mut o = CtOptions::default();
-            o.hostname = Some(name.clone());
+            let o = CtOptions {
+                hostname: Some(name.clone()),
+                ..CtOptions::default()
+            };
             pve.pct_set(
                 vmid,
                 &SetSpec {
