@@ -14,7 +14,7 @@ export PVE_SANDBOX_MIRROR
 TEMPLATE := debian-12-standard_12.12-1_amd64.tar.zst
 
 .PHONY: help deps build daemon-bin agents-bin fakes-bin sandbox-bin template sandbox sandbox-down demo \
-        test test-fast test-sandbox lint fmt bench man clean debs
+        test test-fast test-sandbox lint fmt bench man clean debs deb deb-old deb-check
 
 help:
 	@echo "make demo          set everything up and run the main job on the sandbox node"
@@ -26,6 +26,8 @@ help:
 	@echo "make sandbox       build the sandbox PVE node and bring it up"
 	@echo "make sandbox-down  remove every sandbox container, the bridge and dnsmasq"
 	@echo "make template      build the Debian 12 template into the appliance mirror"
+	@echo "make deb           build target/debian/1ld_<version>_amd64.deb (packaging/README.md)"
+	@echo "make deb-check     lintian on the package (no errors, no warnings)"
 	@echo "make debs          fetch the nginx proxy's .deb files on the host into target/debs"
 
 deps:
@@ -91,15 +93,31 @@ lint: deps
 fmt:
 	$(CARGO) fmt --all
 
+# The Debian package (packaging/README.md): release binaries built here, on
+# Debian 12, assembled with dpkg-deb. deb-old repackages the same binaries
+# with a lower version so tests/deb.rs can exercise an upgrade.
+VERSION := $(shell bash scripts/deb.sh --print-version)
+deb: deps
+	@bash scripts/deb.sh
+
+deb-old: deb
+	@bash scripts/deb.sh --no-build --version $(VERSION)~test1
+
+# lintian: no errors, no warnings (the info-level tags are explained in
+# packaging/lintian-notes.md). systemd-analyze verify runs in tests/deb.rs,
+# inside the container the package is installed into.
+deb-check: deb
+	lintian --fail-on error,warning --info target/debian/1ld_$(VERSION)_amd64.deb
+
 # Fast tier: no root, no containers.
 test-fast:
 	ONELD_REQUIRE_TOOLS=1 $(CARGO) test --workspace
 
 # Sandbox tier: real LXC containers, real dnsmasq. Root only; never skips.
-test-sandbox: deps sandbox-bin agents-bin template debs
+test-sandbox: deps sandbox-bin agents-bin template debs deb-old
 	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace -- --test-threads=1
 
-test: deps lint test-fast test-sandbox
+test: deps lint deb-check test-fast test-sandbox
 
 bench: deps sandbox-bin agents-bin template
 	PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) bash scripts/bench.sh

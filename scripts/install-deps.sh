@@ -15,6 +15,8 @@ APT_PACKAGES=(
   tar rsync ca-certificates
   curl           # the demo talks to the API socket with curl --unix-socket
   build-essential pkg-config
+  dpkg-dev       # dpkg-shlibdeps for the .deb's Depends (make deb)
+  lintian        # make deb-check
 )
 
 if [ "$(id -u)" -ne 0 ]; then

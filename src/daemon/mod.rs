@@ -248,6 +248,7 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         store.clone(),
         shared.clone(),
         heartbeats.register("retention"),
+        notify::StallSwitch::from_env(&paths.state_dir),
         loops.clone(),
     ));
     tokio::spawn(
@@ -369,12 +370,13 @@ fn shared_config(shared: &SharedConfig) -> Arc<Config> {
 }
 
 /// Prunes finished operations, old lifecycle events and finished
-/// notifications every hour.
+/// notifications every hour. `stall` is the test-only watchdog fault.
 async fn retention_loop(
     ops: Ops,
     store: Store,
     config: SharedConfig,
     beat: notify::Beat,
+    mut stall: Option<notify::StallSwitch>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(notify::beat_every());
@@ -383,6 +385,9 @@ async fn retention_loop(
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if stall.as_mut().is_some_and(notify::StallSwitch::stalled) {
+            continue;
         }
         beat.alive();
         if last_prune.is_some_and(|t| t.elapsed() < RETENTION_EVERY) {

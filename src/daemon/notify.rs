@@ -4,7 +4,11 @@
 //! watchdog is only fed while every registered main loop has reported in
 //! within the interval: a stalled loop stops the pings and systemd restarts
 //! the daemon.
+//!
+//! [`StallSwitch`] is a test-only fault: it makes one loop stop beating so
+//! the packaging test can watch systemd's watchdog restart the daemon.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,6 +147,52 @@ pub async fn run_watchdog(
     }
 }
 
+/// The environment variable that arms test faults; never set by the package.
+pub const TEST_FAULTS_ENV: &str = "ONELD_TEST_FAULTS";
+
+/// The file in the state directory that trips [`StallSwitch`].
+pub const STALL_FILE: &str = "stall-watchdog-for-tests";
+
+/// Test-only fault: when 1ldd runs with `ONELD_TEST_FAULTS=1` and
+/// `<state_dir>/stall-watchdog-for-tests` appears, the retention loop stops
+/// beating for the rest of this process's life, so the watchdog is no longer
+/// fed and systemd kills and restarts the daemon (`tests/deb.rs`). The file
+/// is consumed when it trips, so the restarted daemon runs normally. Both
+/// conditions are needed: a stray file alone does nothing.
+#[derive(Debug)]
+pub struct StallSwitch {
+    file: PathBuf,
+    tripped: bool,
+}
+
+impl StallSwitch {
+    /// Armed only when [`TEST_FAULTS_ENV`] is exactly `1`.
+    pub fn from_env(state_dir: &Path) -> Option<Self> {
+        if std::env::var(TEST_FAULTS_ENV).as_deref() != Ok("1") {
+            return None;
+        }
+        let file = state_dir.join(STALL_FILE);
+        tracing::warn!(
+            file = %file.display(),
+            "{TEST_FAULTS_ENV}=1: test faults armed; this file stalls a main loop"
+        );
+        Some(Self {
+            file,
+            tripped: false,
+        })
+    }
+
+    /// Whether the loop must skip its beat: true from the first call that
+    /// finds (and removes) the file on.
+    pub fn stalled(&mut self) -> bool {
+        if !self.tripped && std::fs::remove_file(&self.file).is_ok() {
+            tracing::error!("test fault: the retention loop stops beating (watchdog test)");
+            self.tripped = true;
+        }
+        self.tripped
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +206,19 @@ mod tests {
         std::thread::sleep(Duration::from_millis(80));
         a.alive();
         assert_eq!(hb.stalled(Duration::from_millis(50)), vec!["ops"]);
+    }
+
+    #[test]
+    fn the_stall_switch_trips_once_on_its_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = StallSwitch {
+            file: dir.path().join(STALL_FILE),
+            tripped: false,
+        };
+        assert!(!s.stalled());
+        std::fs::write(dir.path().join(STALL_FILE), "").expect("touch");
+        assert!(s.stalled());
+        assert!(!dir.path().join(STALL_FILE).exists(), "consumed");
+        assert!(s.stalled(), "stays stalled");
     }
 }
