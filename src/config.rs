@@ -295,6 +295,12 @@ pub struct BackupConfig {
     pub keep_yearly: u32,
     /// Mark new backups protected.
     pub protected: bool,
+    /// When every deployment is backed up unless its policy says otherwise,
+    /// in Proxmox's calendar-event syntax; empty: only on request.
+    pub schedule: String,
+    /// A run missed while the daemon or the node was down runs once after
+    /// startup, after a random delay of up to this many seconds.
+    pub catchup_jitter_secs: u64,
 }
 
 impl Default for BackupConfig {
@@ -309,6 +315,8 @@ impl Default for BackupConfig {
             keep_monthly: 3,
             keep_yearly: 0,
             protected: false,
+            schedule: String::new(),
+            catchup_jitter_secs: 60,
         }
     }
 }
@@ -326,6 +334,7 @@ impl BackupConfig {
             keep_monthly: Some(self.keep_monthly),
             keep_yearly: Some(self.keep_yearly),
             protected: Some(self.protected),
+            schedule: (!self.schedule.trim().is_empty()).then(|| self.schedule.clone()),
         }
     }
 }

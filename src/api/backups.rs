@@ -49,6 +49,10 @@ pub struct BackupPolicy {
     /// Mark new backups protected (never pruned, not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
+    /// When to back up, in Proxmox's calendar-event syntax (`daily`,
+    /// `sun 01:00`, `mon..fri 02:30`, `*/15`); `""`: never (only on request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 impl BackupPolicy {
@@ -64,6 +68,7 @@ impl BackupPolicy {
             keep_monthly: self.keep_monthly.or(base.keep_monthly),
             keep_yearly: self.keep_yearly.or(base.keep_yearly),
             protected: self.protected.or(base.protected),
+            schedule: self.schedule.clone().or_else(|| base.schedule.clone()),
         }
     }
 
@@ -104,6 +109,14 @@ impl BackupPolicy {
                      and never prunes; set at least one, e.g. keep_last = 3 or keep_daily = 7"
                 ),
             ));
+        }
+        if let Some(expr) = self.schedule.as_deref().filter(|s| !s.trim().is_empty()) {
+            if let Err(e) = crate::schedule::CalendarEvent::parse(expr) {
+                out.push((
+                    format!("{prefix}.schedule"),
+                    format!("{prefix}.schedule: {e}"),
+                ));
+            }
         }
         if let Some(s) = &self.storage {
             if s.is_empty()

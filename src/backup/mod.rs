@@ -12,6 +12,8 @@
 //!
 //! The operation is [`crate::ops::kinds::backup`].
 
+pub mod schedule;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::Digest;

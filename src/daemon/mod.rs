@@ -220,13 +220,14 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
     );
     let notifier = crate::notify::Notifier::new(store.clone(), secrets.clone(), shared.clone());
     supervisor.set_alert_sink(Arc::new(notifier.clone()));
+    let state_secrets = secrets.clone();
     let state = AppState {
         config: shared.clone(),
         pve,
         store: store.clone(),
         ops: ops.clone(),
         events: events.clone(),
-        secrets,
+        secrets: secrets.clone(),
         notifier: notifier.clone(),
         started,
         supervisor: supervisor.clone(),
@@ -268,6 +269,35 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
         ));
     }
     tokio::spawn(supervisor.run(loops.clone(), heartbeats.register("supervisor")));
+    {
+        let (st, se, ev, sh, nt) = (
+            store.clone(),
+            state_secrets.clone(),
+            events.clone(),
+            shared.clone(),
+            notifier.clone(),
+        );
+        let env_of: Arc<dyn Fn() -> crate::deploy::Env + Send + Sync> = Arc::new(move || {
+            let cfg = shared_config(&sh);
+            crate::deploy::Env {
+                store: st.clone(),
+                secrets: se.clone(),
+                events: ev.clone(),
+                apps: cfg.apps.clone(),
+                staging_dir: Paths::from_config(&cfg).staging_dir,
+                backup: cfg.backup.policy(),
+                alerts: Some(Arc::new(nt.clone())),
+            }
+        });
+        tokio::spawn(crate::backup::schedule::run(
+            crate::backup::schedule::Planner::new(store.clone(), crate::schedule::system_tz()),
+            ops.clone(),
+            shared.clone(),
+            env_of,
+            loops.clone(),
+            heartbeats.register("backups"),
+        ));
+    }
     if let Some(interval) = notify::watchdog_interval() {
         tokio::spawn(notify::run_watchdog(
             interval,

@@ -146,3 +146,71 @@ impl Store {
         Ok(())
     }
 }
+
+/// When a deployment's scheduled job (`backup`, `verify`) last ran and runs next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRun {
+    /// The deployment.
+    pub deployment: String,
+    /// `backup` or `verify`.
+    pub kind: String,
+    /// The last run (ms).
+    pub last_run_ms: Option<i64>,
+    /// How it went (`started`, `locked`, ...).
+    pub last_status: Option<String>,
+    /// Its operation.
+    pub last_op: Option<String>,
+    /// The next run (ms).
+    pub next_run_ms: Option<i64>,
+}
+
+impl Store {
+    /// The `kind` schedule row of `deployment`.
+    pub fn schedule_run(
+        &self,
+        deployment: &str,
+        kind: &str,
+    ) -> Result<Option<ScheduleRun>, StoreError> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT deployment, kind, last_run_ms, last_status, last_op, next_run_ms \
+                 FROM schedule_runs WHERE deployment = ?1 AND kind = ?2",
+                [deployment, kind],
+                |r| {
+                    Ok(ScheduleRun {
+                        deployment: r.get(0)?,
+                        kind: r.get(1)?,
+                        last_run_ms: r.get(2)?,
+                        last_status: r.get(3)?,
+                        last_op: r.get(4)?,
+                        next_run_ms: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Writes a schedule row.
+    pub fn put_schedule_run(&self, r: &ScheduleRun) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO schedule_runs (deployment, kind, last_run_ms, last_status, last_op, next_run_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.deployment, r.kind, r.last_run_ms, r.last_status, r.last_op, r.next_run_ms],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Forgets a schedule row (the schedule was removed).
+    pub fn forget_schedule(&self, deployment: &str, kind: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM schedule_runs WHERE deployment = ?1 AND kind = ?2",
+                [deployment, kind],
+            )
+        })?;
+        Ok(())
+    }
+}
