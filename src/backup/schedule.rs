@@ -191,12 +191,12 @@ pub async fn run(
                 continue;
             };
             if catch_up && cfg.backup.catchup_jitter_secs > 0 {
+                // Delayed, not slept: the loop keeps beating meanwhile.
                 let ms = rand::thread_rng().gen_range(0..=cfg.backup.catchup_jitter_secs * 1000);
-                tracing::info!(deployment = %name, delay_ms = ms, "a scheduled backup was missed; running it once now");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                }
+                let at = now + i64::try_from(ms).unwrap_or(0);
+                tracing::info!(deployment = %name, delay_ms = ms, "a scheduled backup was missed; running it once, after a random delay");
+                retries.insert(name.clone(), (0, at));
+                continue;
             }
             let env = env_of();
             let policy = crate::backup::policy_of(&d.spec, &env.backup);
