@@ -39,6 +39,11 @@ echo
 echo "==> 1ldctl ls"
 1ldctl ls
 echo
+# Supervision picks new deployments up within 10 s; show its first verdict.
+for _ in $(seq 1 30); do
+  1ldctl --json health netbox-agent 2>/dev/null | grep -q '"state": *"starting"' || break
+  sleep 1
+done
 echo "==> 1ldctl health netbox-agent"
 1ldctl health netbox-agent
 echo
