@@ -178,44 +178,57 @@ impl ValueSet {
         *self == Self::full(field)
     }
 
-    /// The canonical text of this set: `*`, `*/n` or `a/n` for a step that runs
-    /// to the field's end, `a..b/n` for a bounded step, else ranges (three or
-    /// more consecutive values) and single values joined by commas.
+    /// The canonical text of this set: `*`; a step (`*/n` or `a/n` when it
+    /// runs to the field's end, `a..b/n` when bounded) for the longest
+    /// stepped tail of three or more values, after the values before it;
+    /// other values as ranges (three or more consecutive) and single values,
+    /// joined by commas. A stepped tail keeps a set like `0,1/2` of years
+    /// short, so every rendering parses again.
     fn render(&self, field: Field) -> String {
         if self.is_full(field) {
             return "*".to_owned();
         }
         let values: Vec<u32> = self.iter().collect();
         let pad = |v: u32| format!("{v:0width$}", width = field.width());
-        if values.len() >= 3 {
-            let step = values[1] - values[0];
-            if step >= 2 && values.windows(2).all(|w| w[1] - w[0] == step) {
-                let (first, last) = (values[0], values[values.len() - 1]);
-                return if last + step > field.max() {
-                    if first == field.min() {
-                        format!("*/{step}")
-                    } else {
-                        format!("{}/{step}", pad(first))
-                    }
-                } else {
-                    format!("{}..{}/{step}", pad(first), pad(last))
-                };
+        let stepped = |vals: &[u32]| -> Option<String> {
+            if vals.len() < 3 {
+                return None;
             }
-        }
+            let step = vals[1] - vals[0];
+            if step < 2 || !vals.windows(2).all(|w| w[1] - w[0] == step) {
+                return None;
+            }
+            let (first, last) = (vals[0], vals[vals.len() - 1]);
+            Some(if last + step > field.max() {
+                if first == field.min() {
+                    format!("*/{step}")
+                } else {
+                    format!("{}/{step}", pad(first))
+                }
+            } else {
+                format!("{}..{}/{step}", pad(first), pad(last))
+            })
+        };
+        let split = (0..values.len()).find_map(|k| stepped(&values[k..]).map(|tail| (k, tail)));
+        let (head, tail) = match split {
+            Some((k, tail)) => (&values[..k], Some(tail)),
+            None => (&values[..], None),
+        };
         let mut parts = Vec::new();
         let mut i = 0;
-        while i < values.len() {
+        while i < head.len() {
             let mut j = i;
-            while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
+            while j + 1 < head.len() && head[j + 1] == head[j] + 1 {
                 j += 1;
             }
             if j - i >= 2 {
-                parts.push(format!("{}..{}", pad(values[i]), pad(values[j])));
+                parts.push(format!("{}..{}", pad(head[i]), pad(head[j])));
             } else {
-                parts.extend(values[i..=j].iter().map(|&v| pad(v)));
+                parts.extend(head[i..=j].iter().map(|&v| pad(v)));
             }
             i = j + 1;
         }
+        parts.extend(tail);
         parts.join(",")
     }
 }

@@ -934,3 +934,13 @@ proptest! {
         prop_assert_eq!(next.map(|n| n.timestamp()), brute_force(&event, &base, limit));
     }
 }
+
+/// A value before a stepped run renders as `value,step` (not the whole
+/// expanded list, which could exceed `MAX_LEN` and not parse again).
+#[test]
+fn a_stepped_tail_after_single_values_stays_short() {
+    let e = CalendarEvent::parse("0,1/2-*-*").expect("valid");
+    let text = e.to_string();
+    assert!(text.len() < 40, "{text}");
+    assert_eq!(CalendarEvent::parse(&text), Ok(e));
+}
