@@ -156,10 +156,7 @@ pub async fn run(
             continue;
         }
         last = std::time::Instant::now();
-        let cfg = match config.read() {
-            Ok(c) => std::sync::Arc::clone(&c),
-            Err(p) => std::sync::Arc::clone(&p.into_inner()),
-        };
+        let cfg = crate::server::config_snapshot(&config);
         let now = crate::store::now_ms();
         let deployments = match planner.store.list_deployments() {
             Ok(d) => d,

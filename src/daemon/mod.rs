@@ -278,16 +278,13 @@ pub async fn run(config: Config, mut opts: RunOptions) -> Result<(), DaemonError
             notifier.clone(),
         );
         let env_of: Arc<dyn Fn() -> crate::deploy::Env + Send + Sync> = Arc::new(move || {
-            let cfg = shared_config(&sh);
-            crate::deploy::Env {
-                store: st.clone(),
-                secrets: se.clone(),
-                events: ev.clone(),
-                apps: cfg.apps.clone(),
-                staging_dir: Paths::from_config(&cfg).staging_dir,
-                backup: cfg.backup.policy(),
-                alerts: Some(Arc::new(nt.clone())),
-            }
+            crate::deploy::Env::new(
+                st.clone(),
+                se.clone(),
+                ev.clone(),
+                &shared_config(&sh),
+                Some(Arc::new(nt.clone())),
+            )
         });
         tokio::spawn(crate::backup::schedule::run(
             crate::backup::schedule::Planner::new(store.clone(), crate::schedule::system_tz()),
@@ -393,10 +390,7 @@ fn lock_state_dir(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, Dae
 }
 
 fn shared_config(shared: &SharedConfig) -> Arc<Config> {
-    match shared.read() {
-        Ok(c) => Arc::clone(&c),
-        Err(p) => Arc::clone(&p.into_inner()),
-    }
+    crate::server::config_snapshot(shared)
 }
 
 /// Prunes finished operations, old lifecycle events and finished

@@ -76,6 +76,25 @@ impl std::fmt::Debug for Env {
 }
 
 impl Env {
+    /// The environment under configuration `cfg`.
+    pub fn new(
+        store: Store,
+        secrets: Secrets,
+        events: EventBus,
+        cfg: &crate::config::Config,
+        alerts: Option<std::sync::Arc<dyn crate::notify::AlertSink>>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            events,
+            apps: cfg.apps.clone(),
+            staging_dir: crate::paths::Paths::from_config(cfg).staging_dir,
+            backup: cfg.backup.policy(),
+            alerts,
+        }
+    }
+
     /// The catalog as it is now (built-ins + `[apps] dir`).
     pub fn catalog(&self) -> Catalog {
         Catalog::load(&self.apps.dir)

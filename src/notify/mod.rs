@@ -400,10 +400,7 @@ fn unknown_target(cfg: &Config, name: &str) -> Error {
 }
 
 fn read_config(shared: &SharedConfig) -> Arc<Config> {
-    match shared.read() {
-        Ok(c) => Arc::clone(&c),
-        Err(p) => Arc::clone(&p.into_inner()),
-    }
+    crate::server::config_snapshot(shared)
 }
 
 #[cfg(test)]

@@ -88,14 +88,19 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// A snapshot of the shared configuration (cheap: an `Arc` clone).
+pub fn config_snapshot(shared: &SharedConfig) -> Arc<Config> {
+    match shared.read() {
+        Ok(c) => Arc::clone(&c),
+        // A writer only swaps an Arc; a poisoned lock still holds a valid one.
+        Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    }
+}
+
 impl AppState {
     /// A snapshot of the current configuration.
     pub fn config(&self) -> Arc<Config> {
-        match self.config.read() {
-            Ok(c) => Arc::clone(&c),
-            // A writer only swaps an Arc; a poisoned lock still holds a valid one.
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        config_snapshot(&self.config)
     }
 }
 

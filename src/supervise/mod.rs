@@ -50,7 +50,6 @@ use crate::events::EventBus;
 use crate::notify::{Alert, AlertKind, AlertSink, Severity};
 use crate::ops::kinds::remediate::RemediateOp;
 use crate::ops::Ops;
-use crate::paths::Paths;
 use crate::pve::Pve;
 use crate::secrets::Secrets;
 use crate::server::SharedConfig;
@@ -122,7 +121,8 @@ impl Timing {
     }
 }
 
-fn policy(cfg: &SuperviseConfig) -> Policy {
+/// The ladder's limits from `[supervise]`.
+pub fn policy(cfg: &SuperviseConfig) -> Policy {
     let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
     Policy {
         remediate: cfg.remediate,
@@ -320,10 +320,7 @@ impl Supervisor {
     }
 
     fn config(&self) -> Arc<Config> {
-        match self.inner.config.read() {
-            Ok(c) => Arc::clone(&c),
-            Err(p) => Arc::clone(&p.into_inner()),
-        }
+        crate::server::config_snapshot(&self.inner.config)
     }
 
     /// The round counters.
@@ -486,15 +483,13 @@ impl Supervisor {
     }
 
     fn env(&self, cfg: &Config) -> Env {
-        Env {
-            store: self.inner.store.clone(),
-            secrets: self.inner.secrets.clone(),
-            events: self.inner.events.clone(),
-            apps: cfg.apps.clone(),
-            staging_dir: Paths::from_config(cfg).staging_dir,
-            backup: cfg.backup.policy(),
-            alerts: lock(&self.inner.alerts).clone(),
-        }
+        Env::new(
+            self.inner.store.clone(),
+            self.inner.secrets.clone(),
+            self.inner.events.clone(),
+            cfg,
+            lock(&self.inner.alerts).clone(),
+        )
     }
 
     /// One round (see the module doc).

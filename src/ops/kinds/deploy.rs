@@ -189,26 +189,12 @@ impl Deploy {
             return Ok(cidr.addr);
         }
         let limit = Duration::from_secs(env.apps.lease_timeout_secs);
-        let start = Instant::now();
-        loop {
-            ctx.checkpoint()?;
-            if let Ok(ifs) = pve.ct_interfaces(vmid).await {
-                if let Some(ip) = net::ipv4_of(&ifs) {
-                    ctx.log(&format!(
-                        "IPv4 lease {ip} after {:.1}s",
-                        start.elapsed().as_secs_f32()
-                    ));
-                    return Ok(ip);
-                }
-            }
-            if start.elapsed() >= limit {
-                return Err(Error::dependency_down(format!(
-                    "CT {vmid} got no IPv4 lease on bridge '{}' within {}s; check the DHCP server on that bridge, or give a static address (overrides.ip, overrides.gw)",
-                    spec.resources.bridge, limit.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_lease(ctx, pve, vmid, limit).await?.ok_or_else(|| {
+            Error::dependency_down(format!(
+                "CT {vmid} got no IPv4 lease on bridge '{}' within {}s; check the DHCP server on that bridge, or give a static address (overrides.ip, overrides.gw)",
+                spec.resources.bridge, limit.as_secs()
+            ))
+        })
     }
 
     async fn run_steps(&self, ctx: &OpCtx) -> Result<(), Error> {
@@ -528,4 +514,31 @@ impl OpTask for Deploy {
 pub fn rebuild(payload: &serde_json::Value) -> Option<Box<dyn OpTask>> {
     let payload: Payload = serde_json::from_value(payload.clone()).ok()?;
     Some(Box::new(Deploy { run: None, payload }))
+}
+
+/// Polls `vmid`'s interfaces until it has an IPv4 address (logged with the
+/// time it took) or `limit` passes (`None`); a cancel stops it at once.
+pub(crate) async fn poll_lease(
+    ctx: &OpCtx,
+    pve: &Pve,
+    vmid: u32,
+    limit: Duration,
+) -> Result<Option<std::net::Ipv4Addr>, Error> {
+    let start = Instant::now();
+    loop {
+        ctx.checkpoint()?;
+        if let Ok(ifs) = pve.ct_interfaces(vmid).await {
+            if let Some(ip) = net::ipv4_of(&ifs) {
+                ctx.log(&format!(
+                    "IPv4 lease {ip} after {:.1}s",
+                    start.elapsed().as_secs_f32()
+                ));
+                return Ok(Some(ip));
+            }
+        }
+        if start.elapsed() >= limit {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -19,13 +19,13 @@
 //! `apply` must be given the secrets again.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{EventType, HealthSummary, IntendedState};
-use crate::deploy::{net, probe, step_error, Env};
+use crate::deploy::{probe, step_error, Env};
 use crate::error::Error;
 use crate::ops::{OpCtx, OpTask};
 use crate::pve::pct::{CtOptions, RestoreSpec, SetSpec};
@@ -217,25 +217,14 @@ impl RestoreOp {
             .map_err(|e| step_error("start container", e.into()))?;
         ctx.step(4, n, "IPv4 lease");
         let limit = Duration::from_secs(env.apps.lease_timeout_secs);
-        let start = Instant::now();
-        let ip = loop {
-            if let Ok(ifs) = pve.ct_interfaces(vmid).await {
-                if let Some(ip) = net::ipv4_of(&ifs) {
-                    ctx.log(&format!(
-                        "IPv4 lease {ip} after {:.1}s",
-                        start.elapsed().as_secs_f32()
-                    ));
-                    break ip;
-                }
-            }
-            if start.elapsed() >= limit {
-                return Err(Error::dependency_down(format!(
+        let ip = super::deploy::poll_lease(ctx, pve, vmid, limit)
+            .await?
+            .ok_or_else(|| {
+                Error::dependency_down(format!(
                     "CT {vmid} got no IPv4 lease within {}s",
                     limit.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+                ))
+            })?;
         ctx.step(5, n, "health gate");
         let health = probe::gate(&plan.health, pve, vmid, Some(ip), |l| ctx.log(l))
             .await

@@ -24,7 +24,6 @@ use crate::error::Error;
 use crate::ops::kinds::deploy::Deploy;
 use crate::ops::kinds::deployment::{set_spec, Action, ApplyPlan, DeploymentOp};
 use crate::ops::OpTask;
-use crate::paths::Paths;
 use crate::pve::types::CtState;
 use crate::pve::Pve;
 use crate::server::auth::Caller;
@@ -33,16 +32,13 @@ use crate::server::Ctx;
 use crate::store::{now_ms, DeploymentRecord, StoredSpec};
 
 pub(super) fn env(ctx: &Ctx) -> Env {
-    let cfg = ctx.app.config();
-    Env {
-        store: ctx.app.store.clone(),
-        secrets: ctx.app.secrets.clone(),
-        events: ctx.app.events.clone(),
-        apps: cfg.apps.clone(),
-        staging_dir: Paths::from_config(&cfg).staging_dir,
-        backup: cfg.backup.policy(),
-        alerts: Some(std::sync::Arc::new(ctx.app.notifier.clone())),
-    }
+    Env::new(
+        ctx.app.store.clone(),
+        ctx.app.secrets.clone(),
+        ctx.app.events.clone(),
+        &ctx.app.config(),
+        Some(std::sync::Arc::new(ctx.app.notifier.clone())),
+    )
 }
 
 pub(super) fn pve(ctx: &Ctx) -> Result<&Pve, Error> {

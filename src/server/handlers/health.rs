@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::server::error::{ApiPath, ApiQuery};
 use crate::server::Ctx;
 use crate::store::now_ms;
-use crate::supervise::{history, ladder, Timing};
+use crate::supervise::{self, history, ladder, Timing};
 
 /// The deployment's health.
 #[utoipa::path(
@@ -44,19 +44,10 @@ pub async fn get_deployment_health(
     };
     let row = ctx.app.store.supervision(&name)?;
     let live = sup.live_of(&name);
-    let policy_next = row.as_ref().and_then(|r| {
-        let ms = |s: u64| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let p = ladder::Policy {
-            remediate: cfg.supervise.remediate,
-            restart_grace_ms: ms(cfg.supervise.restart_grace_secs),
-            reboot_grace_ms: ms(cfg.supervise.reboot_grace_secs),
-            restore_backup: cfg.supervise.restore_backup,
-            max_per_hour: cfg.supervise.max_remediations_per_hour,
-            backoff_initial_ms: ms(cfg.supervise.backoff_initial_secs),
-            backoff_max_ms: ms(cfg.supervise.backoff_max_secs),
-        };
-        ladder::next_allowed(&r.ladder.recent_ms, &p)
-    });
+    let policy = supervise::policy(&cfg.supervise);
+    let policy_next = row
+        .as_ref()
+        .and_then(|r| ladder::next_allowed(&r.ladder.recent_ms, &policy));
     Ok(Json(history::view(
         &ctx.app.store,
         &name,
