@@ -301,6 +301,11 @@ pub struct BackupConfig {
     /// A run missed while the daemon or the node was down runs once after
     /// startup, after a random delay of up to this many seconds.
     pub catchup_jitter_secs: u64,
+    /// When every deployment's newest backup is verified (restored into a
+    /// throwaway container, self-checked, destroyed); empty: only on request.
+    pub verify_schedule: String,
+    /// Vmids reserved for verification's throwaway containers (inclusive).
+    pub verify_vmid_range: [u32; 2],
 }
 
 impl Default for BackupConfig {
@@ -317,6 +322,8 @@ impl Default for BackupConfig {
             protected: false,
             schedule: String::new(),
             catchup_jitter_secs: 60,
+            verify_schedule: String::new(),
+            verify_vmid_range: [9900, 9999],
         }
     }
 }
@@ -335,6 +342,8 @@ impl BackupConfig {
             keep_yearly: Some(self.keep_yearly),
             protected: Some(self.protected),
             schedule: (!self.schedule.trim().is_empty()).then(|| self.schedule.clone()),
+            verify_schedule: (!self.verify_schedule.trim().is_empty())
+                .then(|| self.verify_schedule.clone()),
         }
     }
 }
@@ -442,6 +451,13 @@ impl Config {
                 path: path.to_path_buf(),
                 message: msg,
             });
+        }
+        let [lo, hi] = cfg.backup.verify_vmid_range;
+        if lo < 100 || hi < lo || hi > 999_999_999 {
+            return Err(bad(
+                "backup.verify_vmid_range",
+                "must be [first, last] with 100 <= first <= last <= 999999999, e.g. [9900, 9999]",
+            ));
         }
         let sv = &cfg.supervise;
         if sv.interval_secs == 0 {

@@ -53,6 +53,10 @@ pub struct BackupPolicy {
     /// `sun 01:00`, `mon..fri 02:30`, `*/15`); `""`: never (only on request).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
+    /// When to verify the newest backup (restore it into a throwaway
+    /// container and run the app's self-check), same syntax; `""`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_schedule: Option<String>,
 }
 
 impl BackupPolicy {
@@ -69,6 +73,10 @@ impl BackupPolicy {
             keep_yearly: self.keep_yearly.or(base.keep_yearly),
             protected: self.protected.or(base.protected),
             schedule: self.schedule.clone().or_else(|| base.schedule.clone()),
+            verify_schedule: self
+                .verify_schedule
+                .clone()
+                .or_else(|| base.verify_schedule.clone()),
         }
     }
 
@@ -110,12 +118,14 @@ impl BackupPolicy {
                 ),
             ));
         }
-        if let Some(expr) = self.schedule.as_deref().filter(|s| !s.trim().is_empty()) {
-            if let Err(e) = crate::schedule::CalendarEvent::parse(expr) {
-                out.push((
-                    format!("{prefix}.schedule"),
-                    format!("{prefix}.schedule: {e}"),
-                ));
+        for (key, expr) in [
+            ("schedule", &self.schedule),
+            ("verify_schedule", &self.verify_schedule),
+        ] {
+            if let Some(expr) = expr.as_deref().filter(|s| !s.trim().is_empty()) {
+                if let Err(e) = crate::schedule::CalendarEvent::parse(expr) {
+                    out.push((format!("{prefix}.{key}"), format!("{prefix}.{key}: {e}")));
+                }
             }
         }
         if let Some(s) = &self.storage {

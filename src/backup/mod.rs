@@ -27,6 +27,53 @@ use crate::store::{rfc3339, BackupRecord, DeploymentRecord, Store, StoredSpec};
 /// Where the deployment's spec is written inside the container before a backup.
 pub const SPEC_IN_CONTAINER: &str = "/etc/1ld/deployment.json";
 
+/// The command that proves the app works inside a (restored) container:
+/// the agent's own `--self-check` run as its user when the manifest ships
+/// an agent binary (exit 0 healthy, 1 degraded, 2 unhealthy), else
+/// `systemctl is-active` of its unit.
+pub fn self_check_argv(m: &crate::apps::manifest::Manifest) -> Vec<String> {
+    match m.files.iter().find(|f| f.agent.is_some()) {
+        Some(f) => vec![
+            "runuser".into(),
+            "-u".into(),
+            m.service.user.clone(),
+            "--".into(),
+            f.path.clone(),
+            "--self-check".into(),
+        ],
+        None => vec![
+            "systemctl".into(),
+            "is-active".into(),
+            m.service.unit.clone(),
+        ],
+    }
+}
+
+/// What verifying `b` needs: its app's self-check, a throwaway vmid range
+/// and the storage to restore onto (the deployment's, else `[apps] storage`).
+pub fn verify_plan(
+    env: &crate::deploy::Env,
+    range: [u32; 2],
+    b: &BackupRecord,
+) -> Result<crate::ops::kinds::verify::VerifyPlan, Error> {
+    let app_name = b.app.clone().unwrap_or_default();
+    let app = crate::deploy::find_app(&env.catalog(), &app_name)?;
+    let storage = match &b.deployment {
+        Some(d) => env
+            .store
+            .get_deployment(d)?
+            .map(|r| r.spec.resources.storage),
+        None => None,
+    }
+    .unwrap_or_else(|| env.apps.storage.clone());
+    Ok(crate::ops::kinds::verify::VerifyPlan {
+        volid: b.volid.clone(),
+        vmid_range: (range[0], range[1]),
+        storage,
+        self_check: self_check_argv(&app.manifest),
+    })
+}
+
 /// The deployment's effective policy: its own fields over `base` (`[backup]`).
 pub fn policy_of(spec: &StoredSpec, base: &BackupPolicy) -> BackupPolicy {
     spec.backup.or(base)

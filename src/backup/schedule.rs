@@ -1,5 +1,7 @@
-//! Scheduled backups: each deployment's `backup.schedule` (Proxmox's
-//! calendar-event syntax) fires a `backup` operation.
+//! Scheduled backups and verifications: each deployment's
+//! `backup.schedule` (Proxmox's calendar-event syntax) fires a `backup`
+//! operation, its `backup.verify_schedule` a `backup.verify` of its newest
+//! backup. Each job has its own persisted row and follows the same rules.
 //!
 //! Invariants:
 //! - the next run is persisted (`schedule_runs`), so a restart neither
@@ -33,13 +35,45 @@ pub const LOCKED_RETRIES: u32 = 5;
 /// First retry delay for a locked container (doubles each time).
 pub const LOCKED_BACKOFF_MS: i64 = 60_000;
 
+/// A scheduled job of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Job {
+    /// `backup.schedule`: back up.
+    Backup,
+    /// `backup.verify_schedule`: verify the newest backup.
+    Verify,
+}
+
+impl Job {
+    /// Every job.
+    pub const ALL: [Job; 2] = [Job::Backup, Job::Verify];
+
+    /// Its `schedule_runs.kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Job::Backup => "backup",
+            Job::Verify => "verify",
+        }
+    }
+
+    fn expr(self, p: &BackupPolicy) -> Option<&str> {
+        match self {
+            Job::Backup => p.schedule.as_deref(),
+            Job::Verify => p.verify_schedule.as_deref(),
+        }
+        .filter(|s| !s.trim().is_empty())
+    }
+}
+
 /// What a tick decided for one deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Back it up now (`catch_up`: the run was missed by more than a tick).
+    /// Run the job now (`catch_up`: the run was missed by more than a tick).
     Run {
         /// The deployment.
         name: String,
+        /// What to run.
+        job: Job,
         /// A missed run, made up for once.
         catch_up: bool,
     },
@@ -83,51 +117,62 @@ impl Planner {
         let mut out = Vec::new();
         for d in deployments {
             let policy = crate::backup::policy_of(&d.spec, base);
-            let Some(expr) = policy
-                .schedule
-                .as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .and_then(|s| CalendarEvent::parse(s).ok())
-            else {
-                self.store.forget_schedule(&d.name, "backup")?;
-                continue;
-            };
-            let row = self.store.schedule_run(&d.name, "backup")?;
-            let next = row.as_ref().and_then(|r| r.next_run_ms);
-            match next {
-                None => {
-                    let n = next_run(&expr, now_ms, &self.tz);
-                    self.store.put_schedule_run(&ScheduleRun {
-                        deployment: d.name.clone(),
-                        kind: "backup".into(),
-                        last_run_ms: row.as_ref().and_then(|r| r.last_run_ms),
-                        last_status: row.as_ref().and_then(|r| r.last_status.clone()),
-                        last_op: row.as_ref().and_then(|r| r.last_op.clone()),
-                        next_run_ms: n,
-                    })?;
-                }
-                Some(at) if at <= now_ms => {
-                    let catch_up =
-                        now_ms - at > i64::try_from(TICK.as_millis()).unwrap_or(i64::MAX) * 2;
-                    // The next run counts from now: missed runs are one run.
-                    let n = next_run(&expr, now_ms, &self.tz);
-                    self.store.put_schedule_run(&ScheduleRun {
-                        deployment: d.name.clone(),
-                        kind: "backup".into(),
-                        last_run_ms: Some(now_ms),
-                        last_status: Some("started".into()),
-                        last_op: None,
-                        next_run_ms: n,
-                    })?;
+            for job in Job::ALL {
+                if let Some(catch_up) = self.tick_one(&d.name, job, &policy, now_ms)? {
                     out.push(Decision::Run {
                         name: d.name.clone(),
+                        job,
                         catch_up,
                     });
                 }
-                Some(_) => {}
             }
         }
         Ok(out)
+    }
+
+    /// One job of one deployment: `Some(catch_up)` when it is due now.
+    fn tick_one(
+        &self,
+        name: &str,
+        job: Job,
+        policy: &BackupPolicy,
+        now_ms: i64,
+    ) -> Result<Option<bool>, Error> {
+        let row = self.store.schedule_run(name, job.kind())?;
+        let Some(expr) = job.expr(policy).and_then(|s| CalendarEvent::parse(s).ok()) else {
+            if row.is_some() {
+                self.store.forget_schedule(name, job.kind())?;
+            }
+            return Ok(None);
+        };
+        match row.as_ref().and_then(|r| r.next_run_ms) {
+            None => {
+                self.store.put_schedule_run(&ScheduleRun {
+                    deployment: name.to_string(),
+                    kind: job.kind().into(),
+                    last_run_ms: row.as_ref().and_then(|r| r.last_run_ms),
+                    last_status: row.as_ref().and_then(|r| r.last_status.clone()),
+                    last_op: row.as_ref().and_then(|r| r.last_op.clone()),
+                    next_run_ms: next_run(&expr, now_ms, &self.tz),
+                })?;
+                Ok(None)
+            }
+            Some(at) if at <= now_ms => {
+                let catch_up =
+                    now_ms - at > i64::try_from(TICK.as_millis()).unwrap_or(i64::MAX) * 2;
+                // The next run counts from now: missed runs are one run.
+                self.store.put_schedule_run(&ScheduleRun {
+                    deployment: name.to_string(),
+                    kind: job.kind().into(),
+                    last_run_ms: Some(now_ms),
+                    last_status: Some("started".into()),
+                    last_op: None,
+                    next_run_ms: next_run(&expr, now_ms, &self.tz),
+                })?;
+                Ok(Some(catch_up))
+            }
+            Some(_) => Ok(None),
+        }
     }
 }
 
@@ -145,7 +190,8 @@ pub async fn run(
     use rand::Rng;
     let mut tick = tokio::time::interval(TICK.min(crate::daemon::notify::beat_every()));
     let mut last = std::time::Instant::now() - TICK;
-    let mut retries: std::collections::HashMap<String, (u32, i64)> = Default::default();
+    // (deployment, job) → (attempts so far, when to try next).
+    let mut retries: std::collections::HashMap<(String, Job), (u32, i64)> = Default::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -165,68 +211,72 @@ pub async fn run(
                 continue;
             }
         };
-        let mut due: Vec<(String, bool)> =
+        let mut due: Vec<((String, Job), bool)> =
             match planner.tick(&deployments, &cfg.backup.policy(), now) {
                 Ok(d) => d
                     .into_iter()
-                    .map(|Decision::Run { name, catch_up }| (name, catch_up))
+                    .map(
+                        |Decision::Run {
+                             name,
+                             job,
+                             catch_up,
+                         }| ((name, job), catch_up),
+                    )
                     .collect(),
                 Err(e) => {
                     tracing::error!("backup schedules: {e}");
                     continue;
                 }
             };
-        // Locked containers whose retry is due.
-        for (name, (_, at)) in &retries {
-            if *at <= now && !due.iter().any(|(n, _)| n == name) {
-                due.push((name.clone(), false));
+        // Delayed catch-ups and locked containers whose retry is due.
+        for (key, (_, at)) in &retries {
+            if *at <= now && !due.iter().any(|(k, _)| k == key) {
+                due.push((key.clone(), false));
             }
         }
-        for (name, catch_up) in due {
-            let Some(d) = deployments.iter().find(|d| d.name == name) else {
-                retries.remove(&name);
+        for (key, catch_up) in due {
+            let (name, job) = (&key.0, key.1);
+            let Some(d) = deployments.iter().find(|d| &d.name == name) else {
+                retries.remove(&key);
                 continue;
             };
             if catch_up && cfg.backup.catchup_jitter_secs > 0 {
                 // Delayed, not slept: the loop keeps beating meanwhile.
                 let ms = rand::thread_rng().gen_range(0..=cfg.backup.catchup_jitter_secs * 1000);
                 let at = now + i64::try_from(ms).unwrap_or(0);
-                tracing::info!(deployment = %name, delay_ms = ms, "a scheduled backup was missed; running it once, after a random delay");
-                retries.insert(name.clone(), (0, at));
+                tracing::info!(deployment = %name, job = job.kind(), delay_ms = ms, "a scheduled run was missed; running it once, after a random delay");
+                retries.insert(key.clone(), (0, at));
                 continue;
             }
             let env = env_of();
-            let policy = crate::backup::policy_of(&d.spec, &env.backup);
-            let pre = env
-                .catalog()
-                .get(&d.app)
-                .map(|a| a.manifest.data.pre_backup.clone())
-                .unwrap_or_default();
-            let op =
-                crate::ops::kinds::backup::BackupOp::new(env.clone(), &d.name, d.vmid, policy, pre);
+            let op = match job_op(&env, &cfg, d, job) {
+                Ok(op) => op,
+                Err(why) => {
+                    retries.remove(&key);
+                    set_status(&planner.store, name, job, &why, None);
+                    report(&env, name, job, &why, now);
+                    continue;
+                }
+            };
             let who = crate::api::Requestor {
                 uid: 0,
                 user: "1ldd-scheduler".into(),
                 pid: i32::try_from(std::process::id()).unwrap_or(0),
             };
-            match ops.submit(Box::new(op), who).await {
+            match ops.submit(op, who).await {
                 Ok(op) => {
-                    retries.remove(&name);
-                    let mut r = planner.store.schedule_run(&name, "backup").ok().flatten();
-                    if let Some(r) = r.as_mut() {
-                        r.last_op = Some(op.id.clone());
-                        r.last_status = Some("started".into());
-                        let _ = planner.store.put_schedule_run(r);
-                    }
-                    tracing::info!(deployment = %name, op = %op.id, catch_up, "scheduled backup started");
+                    retries.remove(&key);
+                    set_status(&planner.store, name, job, "started", Some(&op.id));
+                    tracing::info!(deployment = %name, job = job.kind(), op = %op.id, catch_up, "scheduled run started");
                 }
                 Err(e) if matches!(e.kind, crate::error::ErrorKind::Locked { .. }) => {
-                    let (n, _) = retries.get(&name).copied().unwrap_or((0, now));
+                    let (n, _) = retries.get(&key).copied().unwrap_or((0, now));
                     if n + 1 >= LOCKED_RETRIES {
-                        retries.remove(&name);
+                        retries.remove(&key);
                         report(
                             &env,
-                            &name,
+                            name,
+                            job,
                             &format!(
                                 "the container stayed locked through {LOCKED_RETRIES} attempts: {}",
                                 e.message
@@ -235,32 +285,86 @@ pub async fn run(
                         );
                     } else {
                         let wait = LOCKED_BACKOFF_MS.saturating_mul(1 << n);
-                        retries.insert(name.clone(), (n + 1, now + wait));
-                        tracing::warn!(deployment = %name, retry_in_ms = wait, "scheduled backup: {}", e.message);
+                        retries.insert(key.clone(), (n + 1, now + wait));
+                        tracing::warn!(deployment = %name, job = job.kind(), retry_in_ms = wait, "scheduled run: {}", e.message);
                     }
                 }
                 Err(e) => {
-                    retries.remove(&name);
-                    report(&env, &name, &e.message, now);
+                    retries.remove(&key);
+                    report(&env, name, job, &e.message, now);
                 }
             }
         }
     }
 }
 
-fn report(env: &crate::deploy::Env, name: &str, why: &str, now: i64) {
-    tracing::error!(deployment = %name, "scheduled backup not run: {why}");
+/// The operation a due `job` of `d` runs, or why there is none (a verify
+/// with no backup on record).
+fn job_op(
+    env: &crate::deploy::Env,
+    cfg: &crate::config::Config,
+    d: &DeploymentRecord,
+    job: Job,
+) -> Result<Box<dyn crate::ops::OpTask>, String> {
+    match job {
+        Job::Backup => {
+            let policy = crate::backup::policy_of(&d.spec, &env.backup);
+            let pre = env
+                .catalog()
+                .get(&d.app)
+                .map(|a| a.manifest.data.pre_backup.clone())
+                .unwrap_or_default();
+            Ok(Box::new(crate::ops::kinds::backup::BackupOp::new(
+                env.clone(),
+                &d.name,
+                d.vmid,
+                policy,
+                pre,
+            )))
+        }
+        Job::Verify => {
+            let newest = env
+                .store
+                .backups(Some(&d.name))
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|b| b.missing_ms.is_none())
+                .max_by_key(|b| b.time_ms)
+                .ok_or_else(|| {
+                    "no backup of it is on record to verify (back it up first: 1ldctl backup NAME)"
+                        .to_string()
+                })?;
+            let plan = crate::backup::verify_plan(env, cfg.backup.verify_vmid_range, &newest)
+                .map_err(|e| e.message)?;
+            Ok(Box::new(crate::ops::kinds::verify::VerifyOp::new(
+                env.clone(),
+                plan,
+            )))
+        }
+    }
+}
+
+fn set_status(store: &Store, name: &str, job: Job, status: &str, op: Option<&str>) {
+    if let Ok(Some(mut r)) = store.schedule_run(name, job.kind()) {
+        r.last_op = op.map(str::to_string);
+        r.last_status = Some(status.chars().take(300).collect());
+        let _ = store.put_schedule_run(&r);
+    }
+}
+
+fn report(env: &crate::deploy::Env, name: &str, job: Job, why: &str, now: i64) {
+    tracing::error!(deployment = %name, job = job.kind(), "scheduled run not run: {why}");
     if let Some(sink) = &env.alerts {
         let alert = crate::notify::Alert {
             kind: crate::notify::AlertKind::BackupFailed,
             severity: crate::notify::Severity::Critical,
             deployment: Some(name.to_string()),
             app: None,
-            title: format!("{name}: scheduled backup not run"),
+            title: format!("{name}: scheduled {} not run", job.kind()),
             message: why.to_string(),
-            dedupe_key: Some(format!("{name}/schedule/{now}")),
+            dedupe_key: Some(format!("{name}/schedule/{}/{now}", job.kind())),
             time_ms: now,
-            data: serde_json::json!({}),
+            data: serde_json::json!({"job": job.kind()}),
         };
         let _ = sink.raise(&alert);
     }
@@ -272,11 +376,15 @@ mod tests {
     use crate::paths::Paths;
 
     fn rec(name: &str, schedule: Option<&str>) -> DeploymentRecord {
+        rec_with(name, schedule, None)
+    }
+
+    fn rec_with(name: &str, schedule: Option<&str>, verify: Option<&str>) -> DeploymentRecord {
         let spec: crate::store::StoredSpec = serde_json::from_value(serde_json::json!({
             "resources": {"cores": 1, "memory": 512, "swap": 0, "disk": 2, "storage": "local-lvm",
                           "bridge": "vmbr0", "ip": "dhcp", "gw": null, "ip6": "auto", "onboot": true},
             "tags": ["1ld"], "settings": {},
-            "backup": {"schedule": schedule},
+            "backup": {"schedule": schedule, "verify_schedule": verify},
         }))
         .unwrap();
         DeploymentRecord {
@@ -349,6 +457,7 @@ mod tests {
             p.tick(&ds, &base, 1_767_225_661_000).unwrap(),
             vec![Decision::Run {
                 name: "nb".into(),
+                job: Job::Backup,
                 catch_up: false
             }]
         );
@@ -359,6 +468,7 @@ mod tests {
             p.tick(&ds, &base, back).unwrap(),
             vec![Decision::Run {
                 name: "nb".into(),
+                job: Job::Backup,
                 catch_up: true
             }]
         );
@@ -371,5 +481,39 @@ mod tests {
                 .next_run_ms,
             Some(1_767_225_840_000)
         );
+    }
+
+    #[test]
+    fn backup_and_verify_are_planned_independently() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Paths::with(
+            &dir.path().join("s"),
+            &dir.path().join("x.sock"),
+        ))
+        .unwrap();
+        let p = Planner::new(store.clone(), jiff::tz::TimeZone::UTC);
+        let base = BackupPolicy::default();
+        let ds = vec![rec_with("nb", Some("hourly"), Some("*:0/10"))];
+        // 2026-01-01T00:00:10Z
+        let t0 = 1_767_225_610_000;
+        assert_eq!(p.tick(&ds, &base, t0).unwrap(), vec![]);
+        let v = store.schedule_run("nb", "verify").unwrap().unwrap();
+        assert_eq!(v.next_run_ms, Some(t0 - 10_000 + 600_000));
+        let b = store.schedule_run("nb", "backup").unwrap().unwrap();
+        assert_eq!(b.next_run_ms, Some(t0 - 10_000 + 3_600_000));
+        // 00:10:01: only the verification is due.
+        assert_eq!(
+            p.tick(&ds, &base, t0 + 591_000).unwrap(),
+            vec![Decision::Run {
+                name: "nb".into(),
+                job: Job::Verify,
+                catch_up: false
+            }]
+        );
+        // Clearing the verify schedule forgets its row, keeps the backup's.
+        let ds = vec![rec_with("nb", Some("hourly"), Some(""))];
+        assert_eq!(p.tick(&ds, &base, t0 + 600_000).unwrap(), vec![]);
+        assert!(store.schedule_run("nb", "verify").unwrap().is_none());
+        assert!(store.schedule_run("nb", "backup").unwrap().is_some());
     }
 }

@@ -131,6 +131,15 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Prove a backup works: restore it into a throwaway container (link
+    /// down), run the app's self-check, record the result, destroy it.
+    Verify {
+        /// The backup's volid (`1ldctl backups` lists them).
+        volid: String,
+        /// Return once the operation is accepted.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Backups (all, or one deployment's): storage reconciled with what 1ld recorded.
     Backups {
         /// Deployment name.

@@ -105,6 +105,7 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
             name,
             no_wait,
         } => restore(c, out, &volid, in_place, name, no_wait).await,
+        Command::Verify { volid, no_wait } => verify(c, out, &volid, no_wait).await,
         Command::Adopt {
             vmid,
             app,
@@ -676,6 +677,19 @@ async fn restore(
     let code = finish_op(out, op, no_wait)?;
     if done && !out.json {
         out.say(&format!("{volid} restored"));
+    }
+    Ok(code)
+}
+
+async fn verify(c: &Client, out: &Output, volid: &str, no_wait: bool) -> Result<u8, ClientError> {
+    let path = format!("/v1/backups/{}/verify", encode(volid));
+    let op = submit_op(c, out, no_wait, hyper::Method::POST, &path, None).await?;
+    let done = op.status == crate::api::OpStatus::Succeeded;
+    let code = finish_op(out, op, no_wait)?;
+    if done && !out.json {
+        out.say(&format!(
+            "{volid} verified: it restores and passes its self-check"
+        ));
     }
     Ok(code)
 }

@@ -180,6 +180,7 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         .route("/deployments/{name}/backups", post(backups::post_backup))
         .route("/backups", get(backups::list_backups))
         .route("/backups/{volid}/restore", post(backups::restore_backup))
+        .route("/backups/{volid}/verify", post(backups::verify_backup))
         .route("/events", get(events::get_events))
         .route("/notifications", get(notifications::list_notifications))
         .route(

@@ -9,11 +9,13 @@
 //! naming the deployment and spec digest, the spec inside the archive), the
 //! list reconciled with storage, retention pruning through vzdump, and the
 //! record surviving the deployment's destruction, then a restore as a new
-//! deployment from the archive alone (marker data back, spec recorded).
+//! deployment from the archive alone (marker data back, spec recorded);
+//! verification of that backup (verified, throwaway gone) and of a
+//! deliberately truncated one (failed, `backup_failed` notification).
 
 use std::time::Duration;
 
-use oneld::api::{BackupInfo, OpStatus, Operation};
+use oneld::api::{BackupInfo, OpStatus, Operation, Verified};
 use oneld::paths::Paths;
 use oneld::store::Store;
 use serde_json::{json, Value};
@@ -97,6 +99,37 @@ async fn bad_backup_input_names_the_field_and_the_fix() {
     assert!(list.is_empty(), "{list:?}");
 }
 
+fn pvesm_path(n: &Node, volid: &str) -> String {
+    String::from_utf8_lossy(
+        &std::process::Command::new(crate::support::bin_dir().join("pvesm"))
+            .args(["path", volid])
+            .env("PVE_SANDBOX_ROOT", n.node.path(""))
+            .output()
+            .expect("pvesm path")
+            .stdout,
+    )
+    .trim()
+    .to_string()
+}
+
+/// No container of `[backup] verify_vmid_range` is left on the node.
+fn assert_no_throwaway(n: &Node) {
+    let out = std::process::Command::new(crate::support::bin_dir().join("pct"))
+        .arg("list")
+        .env("PVE_SANDBOX_ROOT", n.node.path(""))
+        .output()
+        .expect("pct list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines().skip(1) {
+        let vmid: u32 = line
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(!(9900..=9999).contains(&vmid), "throwaway left: {text}");
+    }
+}
+
 fn ctl(socket: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(CTL)
         .arg("--socket")
@@ -119,9 +152,23 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
     ) {
         return;
     }
-    let n = Node::with_config("sbxbak0", "10.213.83.0/24", 0, |_, _| {})
-        .with_upstreams()
-        .await;
+    let (hook, seen, _task) = crate::notify::receiver().await;
+    let n = Node::with_config("sbxbak0", "10.213.83.0/24", 0, move |c, _| {
+        c.notify.retry_initial_secs = 1;
+        c.notify.targets.insert(
+            "hook".into(),
+            oneld::notify::TargetConfig {
+                kind: oneld::notify::TargetKind::Webhook,
+                url: format!("http://{hook}/1ld"),
+                headers: Default::default(),
+                events: vec![],
+                min_severity: oneld::notify::Severity::Info,
+                ca_file: None,
+            },
+        );
+    })
+    .with_upstreams()
+    .await;
     let c = n.client();
     let (op, log) = deploy(&c, &n.request("netbox-agent", "nb")).await;
     assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
@@ -165,16 +212,7 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
     let dep: Value = c.get("/v1/deployments/nb").await.expect(200).json();
     assert!(dep["last_backup"].is_string(), "{dep}");
     // The archive holds the marker and the spec (read with tar on the node).
-    let path = String::from_utf8_lossy(
-        &std::process::Command::new(crate::support::bin_dir().join("pvesm"))
-            .args(["path", &b.volid])
-            .env("PVE_SANDBOX_ROOT", n.node.path(""))
-            .output()
-            .expect("pvesm path")
-            .stdout,
-    )
-    .trim()
-    .to_string();
+    let path = pvesm_path(&n, &b.volid);
     let listing = std::process::Command::new("tar")
         .args(["--zstd", "-tf", &path])
         .output()
@@ -319,6 +357,90 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
         .expect(400)
         .error();
     assert!(msg.contains("restore with mode new"), "{msg}");
+
+    // Verify: the kept backup restores into a throwaway (link down), passes
+    // its self-check, is recorded as verified; the throwaway is gone.
+    let (code, out, err) = ctl(&n.daemon.socket, &["verify", &keep.volid]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("verified"), "{out}");
+    let list: Vec<BackupInfo> = c.get("/v1/backups").await.expect(200).json();
+    let b = list.iter().find(|b| b.volid == keep.volid).expect("listed");
+    assert_eq!(b.verified, Verified::Verified, "{b:?}");
+    assert!(
+        b.verify_detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("self-check exit ")),
+        "{b:?}"
+    );
+    assert_no_throwaway(&n);
+    let ops: Vec<Operation> = c
+        .get("/v1/operations?kind=backup.verify")
+        .await
+        .expect(200)
+        .json();
+    let log = log_of(&c, &ops[0].id).await;
+    assert!(
+        log.contains("--unique 1")
+            && log.contains("net0: link_down=1")
+            && log.contains("--self-check")
+            && log.contains("self-check exit 1: degraded: config healthy"),
+        "{log}"
+    );
+
+    // A corrupted archive (a fresh backup, truncated on storage) fails
+    // verification: recorded failed, a backup_failed notification, the
+    // throwaway destroyed, nothing left locked.
+    let (code, out, err) = ctl(&n.daemon.socket, &["backup", "nb-back"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let list: Vec<BackupInfo> = c
+        .get("/v1/backups?deployment=nb-back")
+        .await
+        .expect(200)
+        .json();
+    let bad = list.iter().find(|b| b.present).expect("new backup").clone();
+    let path = pvesm_path(&n, &bad.volid);
+    let len = std::fs::metadata(&path).expect("archive").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open archive");
+    f.set_len(len / 2).expect("truncate");
+    drop(f);
+    let (code, out, err) = ctl(&n.daemon.socket, &["verify", &bad.volid]);
+    assert_ne!(code, Some(0), "{out}\n{err}");
+    assert!(err.contains("pct restore"), "{err}");
+    let list: Vec<BackupInfo> = c.get("/v1/backups").await.expect(200).json();
+    let b = list.iter().find(|b| b.volid == bad.volid).expect("listed");
+    assert_eq!(b.verified, Verified::Failed, "{b:?}");
+    assert_no_throwaway(&n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<Value> = seen
+            .lock()
+            .expect("seen")
+            .iter()
+            .filter_map(|(_, body)| serde_json::from_slice(body).ok())
+            .collect();
+        if got.iter().any(|v| {
+            v["event"] == "backup_failed"
+                && v.to_string().contains(&bad.volid)
+                && v.to_string().contains("verification")
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backup_failed notification: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.post(
+        &format!("/v1/backups/{}/verify", enc("local:backup/nope.tar.zst")),
+        &json!({}),
+    )
+    .await
+    .expect(404);
+
     let del: Operation = c
         .delete("/v1/deployments/nb-back?purge=true")
         .await

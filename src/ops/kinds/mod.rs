@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod remediate;
 pub mod restore;
 pub mod template_download;
+pub mod verify;
 
 /// Rebuilds any known kind from its persisted payload (for
 /// [`Ops::recover`](super::Ops::recover)).
@@ -21,6 +22,7 @@ pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask
         deploy::KIND => deploy::rebuild(payload),
         backup::KIND => backup::rebuild(payload),
         restore::KIND => restore::rebuild(payload),
+        verify::KIND => verify::rebuild(payload),
         deployment::START
         | deployment::STOP
         | deployment::RESTART

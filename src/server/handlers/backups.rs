@@ -1,5 +1,6 @@
 //! `POST /v1/deployments/{name}/backups` (back up now, an operation) and
-//! `GET /v1/backups?deployment=` (storage reconciled with the store).
+//! `GET /v1/backups?deployment=` (storage reconciled with the store),
+//! `POST /v1/backups/{volid}/restore` and `POST /v1/backups/{volid}/verify`.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use crate::deploy::field_errors;
 use crate::error::Error;
 use crate::ops::kinds::backup::BackupOp;
 use crate::ops::kinds::restore::{RestoreOp, RestorePlan, Target};
+use crate::ops::kinds::verify::VerifyOp;
 use crate::server::error::{ApiJson, ApiPath, ApiQuery};
 use crate::server::{Caller, Ctx};
 
@@ -101,6 +103,45 @@ pub async fn list_backups(
     ))
 }
 
+/// The backup 1ld recorded as `volid`, or a 404 that says where to look.
+fn recorded(ctx: &Ctx, volid: &str) -> Result<crate::store::BackupRecord, Error> {
+    let shown: String = volid
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    ctx.app.store.backup(volid)?.ok_or_else(|| {
+        Error::not_found(format!(
+            "no backup '{shown}' recorded by 1ld (GET /v1/backups lists them; archives not made by 1ld can be restored with pct restore)"
+        ))
+    })
+}
+
+/// Proves a backup restores and runs: `202` + the `backup.verify`
+/// operation (a throwaway container from `[backup] verify_vmid_range`,
+/// link down, the app's self-check, the result recorded on the backup).
+#[utoipa::path(
+    post,
+    path = "/v1/backups/{volid}/verify",
+    tag = "backups",
+    params(("volid" = String, Path, description = "The backup's volume id, percent-encoded")),
+    responses(
+        (status = 202, description = "Verification started", body = crate::api::Operation),
+        (status = 400, description = "The backup's app is not in the catalog", body = crate::api::ApiErrorBody),
+        (status = 404, description = "No such backup recorded", body = crate::api::ApiErrorBody),
+        (status = 409, description = "This backup is being verified already", body = crate::api::ApiErrorBody)))]
+pub async fn verify_backup(
+    State(ctx): State<Arc<Ctx>>,
+    caller: Caller,
+    ApiPath(volid): ApiPath<String>,
+) -> Result<Response, Error> {
+    pve(&ctx)?;
+    let b = recorded(&ctx, &volid)?;
+    let env = env(&ctx);
+    let plan = crate::backup::verify_plan(&env, ctx.app.config().backup.verify_vmid_range, &b)?;
+    submit(&ctx, Box::new(VerifyOp::new(env, plan)), caller).await
+}
+
 /// Restores a backup 1ld recorded, in place or as a new deployment:
 /// `202` + the `backup.restore` operation.
 #[utoipa::path(
@@ -121,16 +162,7 @@ pub async fn restore_backup(
     ApiJson(req): ApiJson<RestoreRequest>,
 ) -> Result<Response, Error> {
     pve(&ctx)?;
-    let shown: String = volid
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    let b = ctx.app.store.backup(&volid)?.ok_or_else(|| {
-        Error::not_found(format!(
-            "no backup '{shown}' recorded by 1ld (GET /v1/backups lists them; archives not made by 1ld can be restored with pct restore)"
-        ))
-    })?;
+    let b = recorded(&ctx, &volid)?;
     let env = env(&ctx);
     let app_name = b.app.clone().unwrap_or_default();
     let app = crate::deploy::find_app(&env.catalog(), &app_name)?;

@@ -49,6 +49,7 @@ use crate::api;
         super::backups::post_backup,
         super::backups::list_backups,
         super::backups::restore_backup,
+        super::backups::verify_backup,
         super::metrics::get_metrics,
         super::events::get_events,
         super::notifications::list_notifications,
