@@ -27,6 +27,8 @@ pub struct Config {
     pub supervise: SuperviseConfig,
     /// `[backup]`: the default backup policy of every deployment.
     pub backup: BackupConfig,
+    /// `[upgrade]`: safety points of upgrades.
+    pub upgrade: UpgradeConfig,
     /// `[notify]`: notification targets and delivery.
     pub notify: crate::notify::NotifyConfig,
 }
@@ -41,6 +43,7 @@ impl Default for Config {
             apps: AppsConfig::default(),
             supervise: SuperviseConfig::default(),
             backup: BackupConfig::default(),
+            upgrade: UpgradeConfig::default(),
             notify: crate::notify::NotifyConfig::default(),
         }
     }
@@ -324,6 +327,23 @@ impl Default for BackupConfig {
             catchup_jitter_secs: 60,
             verify_schedule: String::new(),
             verify_vmid_range: [9900, 9999],
+        }
+    }
+}
+
+/// `[upgrade]`: what happens to an upgrade's safety point.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpgradeConfig {
+    /// A safety snapshot is removed once the upgraded deployment has been
+    /// healthy this long (seconds); until then `pct rollback` can undo it.
+    pub keep_safety_secs: u64,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        Self {
+            keep_safety_secs: 86_400,
         }
     }
 }

@@ -35,6 +35,9 @@ mod supervise;
 #[path = "api/supervise_root.rs"]
 mod supervise_root;
 
+#[path = "api/upgrades.rs"]
+mod upgrades;
+
 use std::time::Duration;
 
 use daemon::{Client, Daemon, Options, LIMIT, TINY};

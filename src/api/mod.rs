@@ -11,6 +11,7 @@ pub mod backups;
 pub mod deployments;
 pub mod health;
 pub mod notifications;
+pub mod upgrades;
 
 pub use backups::{
     BackupInfo, BackupModeName, BackupPolicy, BackupRequest, BackupsQuery, RestoreMode,
@@ -27,6 +28,8 @@ pub use health::{
     DeploymentHealth, HealthHour, HealthQuery, HealthRun, HealthState, Incident, LadderView,
     ProbeOutcome, Remediation, SuperviseOverrides, SupervisionSummary,
 };
+
+pub use upgrades::{SafetyPoint, UpgradePreview, UpgradeRequest};
 
 pub use notifications::{
     Notification, NotificationsQuery, NotificationsView, NotifyTarget, NotifyTestRequest,

@@ -228,6 +228,7 @@ pub async fn run(
                     continue;
                 }
             };
+        release_safety_points(&planner.store, &ops, &deployments, &env_of, now).await;
         // Delayed catch-ups and locked containers whose retry is due.
         for (key, (_, at)) in &retries {
             if *at <= now && !due.iter().any(|(k, _)| k == key) {
@@ -293,6 +294,56 @@ pub async fn run(
                     retries.remove(&key);
                     report(&env, name, job, &e.message, now);
                 }
+            }
+        }
+    }
+}
+
+/// Upgrade safety snapshots whose keep period is over: released (a
+/// `upgrade.release` operation) when the deployment is healthy now, looked
+/// at again next tick otherwise.
+async fn release_safety_points(
+    store: &Store,
+    ops: &crate::ops::Ops,
+    deployments: &[DeploymentRecord],
+    env_of: &std::sync::Arc<dyn Fn() -> crate::deploy::Env + Send + Sync>,
+    now: i64,
+) {
+    use crate::ops::kinds::upgrade::ReleaseOp;
+    let due = match store.safety_due(now) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("upgrade safety points: {e}");
+            return;
+        }
+    };
+    for mut s in due {
+        let Some(d) = deployments.iter().find(|d| d.name == s.deployment) else {
+            let _ = store.forget_safety(&s.deployment);
+            continue;
+        };
+        if !matches!(
+            d.health.status,
+            crate::api::HealthStatus::Healthy | crate::api::HealthStatus::Degraded
+        ) {
+            continue;
+        }
+        let who = crate::api::Requestor {
+            uid: 0,
+            user: "1ldd-scheduler".into(),
+            pid: i32::try_from(std::process::id()).unwrap_or(0),
+        };
+        let op = ReleaseOp::new(env_of(), &d.name, s.vmid, &s.snapshot);
+        match ops.submit(Box::new(op), who).await {
+            Ok(op) => {
+                tracing::info!(deployment = %d.name, snapshot = %s.snapshot, op = %op.id, "releasing the upgrade's safety snapshot");
+                // Not again while it runs; the operation forgets the row.
+                s.release_ms = now + 60_000;
+                s.op_id = Some(op.id.clone());
+                let _ = store.put_safety(&s);
+            }
+            Err(e) => {
+                tracing::debug!(deployment = %d.name, "safety snapshot release later: {}", e.message)
             }
         }
     }

@@ -131,6 +131,28 @@ pub enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Upgrade a deployment (or all) to the app version this node ships:
+    /// safety point first (snapshot, else backup), rollback on failure.
+    Upgrade {
+        /// Deployment name.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Every deployment that is not at the shipped version, one at a time.
+        #[arg(long)]
+        all: bool,
+        /// Show current → target and the safety point; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The version to reach (must be the one this node ships).
+        #[arg(long)]
+        to_version: Option<String>,
+        /// Upgrade even when already at the target (re-push binary and config).
+        #[arg(long)]
+        force: bool,
+        /// Return once the operation is accepted.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Prove a backup works: restore it into a throwaway container (link
     /// down), run the app's self-check, record the result, destroy it.
     Verify {

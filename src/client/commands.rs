@@ -106,6 +106,21 @@ async fn dispatch(cmd: Command, c: &Client, out: &Output) -> Result<u8, ClientEr
             no_wait,
         } => restore(c, out, &volid, in_place, name, no_wait).await,
         Command::Verify { volid, no_wait } => verify(c, out, &volid, no_wait).await,
+        Command::Upgrade {
+            name,
+            all,
+            dry_run,
+            to_version,
+            force,
+            no_wait,
+        } => {
+            let req = crate::api::UpgradeRequest {
+                to_version,
+                dry_run,
+                force,
+            };
+            upgrade(c, out, name.as_deref(), all, &req, no_wait).await
+        }
         Command::Adopt {
             vmid,
             app,
@@ -677,6 +692,91 @@ async fn restore(
     let code = finish_op(out, op, no_wait)?;
     if done && !out.json {
         out.say(&format!("{volid} restored"));
+    }
+    Ok(code)
+}
+
+async fn upgrade(
+    c: &Client,
+    out: &Output,
+    name: Option<&str>,
+    all: bool,
+    req: &crate::api::UpgradeRequest,
+    no_wait: bool,
+) -> Result<u8, ClientError> {
+    let names: Vec<String> = match (name, all) {
+        (Some(n), _) => vec![n.to_string()],
+        (None, _) => c
+            .get::<Vec<Deployment>>("/v1/deployments")
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect(),
+    };
+    let mut previews = Vec::new();
+    for n in &names {
+        let dry = crate::api::UpgradeRequest {
+            dry_run: true,
+            ..req.clone()
+        };
+        let p: crate::api::UpgradePreview = c
+            .post(&format!("/v1/deployments/{}/upgrade", encode(n)), &dry)
+            .await?;
+        previews.push(p);
+    }
+    if req.dry_run {
+        if out.json {
+            out.json_value(&serde_json::to_value(&previews).unwrap_or(Value::Null));
+        } else {
+            out.print(&rd::upgrade_plans(&previews));
+        }
+        return Ok(EXIT_OK);
+    }
+    let mut code = EXIT_OK;
+    let mut done = Vec::new();
+    for p in previews
+        .iter()
+        .filter(|p| !p.up_to_date || (name.is_some() && req.force))
+    {
+        let path = format!("/v1/deployments/{}/upgrade", encode(&p.name));
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let r = match submit_op(c, out, no_wait, hyper::Method::POST, &path, Some(body)).await {
+            Ok(op) => {
+                let ok = op.status == crate::api::OpStatus::Succeeded;
+                done.push(serde_json::to_value(&op).unwrap_or(Value::Null));
+                let r = if out.json {
+                    Ok(if ok || no_wait { EXIT_OK } else { EXIT_FAILED })
+                } else {
+                    finish_op(out, op, no_wait)
+                };
+                if ok && !out.json {
+                    out.say(&format!(
+                        "{}: {} {} → {}",
+                        p.name, p.app, p.from_version, p.to_version
+                    ));
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(c) if c != EXIT_OK => code = c,
+            Ok(_) => {}
+            // One failed upgrade does not stop the others under --all.
+            Err(e) if all => {
+                eprintln!("{}: {e}", p.name);
+                code = e.exit_code();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if out.json {
+        out.json_value(&Value::Array(done));
+    } else if previews.iter().all(|p| p.up_to_date) && !(name.is_some() && req.force) {
+        out.say(&match name {
+            Some(n) => format!("{n} already runs the version this node ships"),
+            None => "every deployment runs the version this node ships".into(),
+        });
     }
     Ok(code)
 }

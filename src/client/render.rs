@@ -691,6 +691,40 @@ pub mod deployments {
         )
     }
 
+    /// `1ldctl upgrade --dry-run`: current → target, safety point, steps.
+    pub fn upgrade_plans(list: &[crate::api::UpgradePreview]) -> String {
+        if list.is_empty() {
+            return "no deployments\n".to_string();
+        }
+        let mut out = String::new();
+        for p in list {
+            if p.up_to_date {
+                out.push_str(&format!(
+                    "{}: {} {} (up to date)\n",
+                    p.name, p.app, p.from_version
+                ));
+                continue;
+            }
+            let safety = match p.safety_point {
+                crate::api::SafetyPoint::Snapshot => "snapshot (pct snapshot)",
+                crate::api::SafetyPoint::Backup => "backup (vzdump)",
+                crate::api::SafetyPoint::None => "none: a failure cannot be rolled back",
+            };
+            out.push_str(&format!(
+                "{}: {} {} → {}\n  safety point: {safety}\n  rollback on failure: {}\n",
+                p.name,
+                p.app,
+                p.from_version,
+                p.to_version,
+                if p.rollback_on_failure { "yes" } else { "no" }
+            ));
+            for (i, s) in p.steps.iter().enumerate() {
+                out.push_str(&format!("  {}. {s}\n", i + 1));
+            }
+        }
+        out
+    }
+
     /// `1ldctl health NAME`.
     pub fn health(h: &crate::api::DeploymentHealth, style: Style) -> String {
         let state = h.state.as_str();

@@ -21,6 +21,8 @@ pub enum AlertKind {
     Drift,
     /// A backup failed.
     BackupFailed,
+    /// An upgrade failed (and was rolled back, or could not be).
+    UpgradeFailed,
     /// `1ldctl notify test`.
     Test,
 }
@@ -36,6 +38,7 @@ impl AlertKind {
             Self::Vanished => "vanished",
             Self::Drift => "drift",
             Self::BackupFailed => "backup_failed",
+            Self::UpgradeFailed => "upgrade_failed",
             Self::Test => "test",
         }
     }
@@ -50,6 +53,7 @@ impl AlertKind {
             Self::Vanished,
             Self::Drift,
             Self::BackupFailed,
+            Self::UpgradeFailed,
             Self::Test,
         ]
         .into_iter()

@@ -128,7 +128,7 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
     use axum::routing::post;
     use handlers::{
         apps, backups, deployments, events, health, host, logs, metrics, notifications, openapi,
-        operations, root, templates,
+        operations, root, templates, upgrades,
     };
     let ctx = Arc::new(Ctx {
         app: state,
@@ -178,6 +178,7 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
             get(health::get_deployment_health),
         )
         .route("/deployments/{name}/backups", post(backups::post_backup))
+        .route("/deployments/{name}/upgrade", post(upgrades::upgrade))
         .route("/backups", get(backups::list_backups))
         .route("/backups/{volid}/restore", post(backups::restore_backup))
         .route("/backups/{volid}/verify", post(backups::verify_backup))

@@ -147,6 +147,27 @@ impl Store {
     }
 }
 
+/// The snapshot an upgrade took, kept until it has been healthy a while.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafetySnapshot {
+    /// The deployment.
+    pub deployment: String,
+    /// Its container.
+    pub vmid: u32,
+    /// The snapshot's name.
+    pub snapshot: String,
+    /// The version before the upgrade.
+    pub from_version: String,
+    /// The version after.
+    pub to_version: String,
+    /// When taken (ms).
+    pub created_ms: i64,
+    /// When it may go (ms); pushed back while the deployment is not healthy.
+    pub release_ms: i64,
+    /// The upgrade (or the release in flight).
+    pub op_id: Option<String>,
+}
+
 /// When a deployment's scheduled job (`backup`, `verify`) last ran and runs next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRun {
@@ -189,6 +210,73 @@ impl Store {
             )
             .optional()
         })
+    }
+
+    /// Forgets every schedule row of a deployment (it was destroyed).
+    pub fn forget_schedules(&self, deployment: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM schedule_runs WHERE deployment = ?1",
+                [deployment],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Records an upgrade's safety snapshot (one per deployment: a newer
+    /// upgrade's replaces it).
+    pub fn put_safety(&self, r: &SafetySnapshot) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO upgrade_safety (deployment, vmid, snapshot, from_version, \
+                 to_version, created_ms, release_ms, op_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    r.deployment,
+                    r.vmid,
+                    r.snapshot,
+                    r.from_version,
+                    r.to_version,
+                    r.created_ms,
+                    r.release_ms,
+                    r.op_id
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Safety snapshots whose release time has come.
+    pub fn safety_due(&self, now_ms: i64) -> Result<Vec<SafetySnapshot>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT deployment, vmid, snapshot, from_version, to_version, created_ms, release_ms, op_id \
+                 FROM upgrade_safety WHERE release_ms <= ?1 ORDER BY release_ms",
+            )?;
+            let rows = st.query_map([now_ms], |r| {
+                Ok(SafetySnapshot {
+                    deployment: r.get(0)?,
+                    vmid: r.get(1)?,
+                    snapshot: r.get(2)?,
+                    from_version: r.get(3)?,
+                    to_version: r.get(4)?,
+                    created_ms: r.get(5)?,
+                    release_ms: r.get(6)?,
+                    op_id: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Forgets a deployment's safety snapshot (released, or destroyed).
+    pub fn forget_safety(&self, deployment: &str) -> Result<(), StoreError> {
+        self.write(|c| {
+            c.execute(
+                "DELETE FROM upgrade_safety WHERE deployment = ?1",
+                [deployment],
+            )
+        })?;
+        Ok(())
     }
 
     /// Writes a schedule row.

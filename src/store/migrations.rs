@@ -181,6 +181,20 @@ CREATE TABLE schedule_runs (
     PRIMARY KEY (deployment, kind)
 ) STRICT, WITHOUT ROWID;
 "#,
+    // v5 (issue 7): the safety snapshot an upgrade keeps until it has been
+    // healthy for `[upgrade] keep_safety_secs`.
+    r#"
+CREATE TABLE upgrade_safety (
+    deployment    TEXT PRIMARY KEY NOT NULL,
+    vmid          INTEGER NOT NULL,
+    snapshot      TEXT NOT NULL,
+    from_version  TEXT NOT NULL,
+    to_version    TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL,
+    release_ms    INTEGER NOT NULL,
+    op_id         TEXT
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this binary writes.

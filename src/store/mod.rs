@@ -52,7 +52,7 @@ pub mod migrations;
 pub mod notifications;
 pub mod operations;
 
-pub use backups::{BackupRecord, ScheduleRun};
+pub use backups::{BackupRecord, SafetySnapshot, ScheduleRun};
 pub use deployments::{DeploymentRecord, StoredSpec};
 pub use events::StoredEvent;
 pub use health::{HealthSample, StoredHour, StoredRun, SupervisionRow};

@@ -12,6 +12,10 @@
 //! deployment from the archive alone (marker data back, spec recorded);
 //! verification of that backup (verified, throwaway gone) and of a
 //! deliberately truncated one (failed, `backup_failed` notification).
+//!
+//! Root tier, schedules: a `minutely` schedule fires; with the daemon down
+//! across two scheduled times, exactly one catch-up run follows its start,
+//! then the schedule goes on from now.
 
 use std::time::Duration;
 
@@ -22,6 +26,8 @@ use serde_json::{json, Value};
 
 use crate::daemon::root_tier;
 use crate::deployments::{deploy, fast_daemon, finish, log_of, Node};
+
+const MINUTE_MS: i64 = 60_000;
 
 const CTL: &str = env!("CARGO_BIN_EXE_1ldctl");
 
@@ -447,4 +453,312 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
         .expect(202)
         .json();
     finish(&c, &del.id, Duration::from_secs(90)).await;
+}
+
+/// Backup operations the scheduler started, oldest first, with their
+/// creation time (ms).
+async fn scheduled(c: &crate::daemon::Client) -> Vec<(i64, Operation)> {
+    let ops: Vec<Operation> = c.get("/v1/operations?kind=backup").await.expect(200).json();
+    let mut out: Vec<(i64, Operation)> = ops
+        .into_iter()
+        .filter(|o| o.requestor.user == "1ldd-scheduler")
+        .map(|o| {
+            let t: jiff::Timestamp = o.created_at.parse().expect("created_at");
+            (t.as_millisecond(), o)
+        })
+        .collect();
+    out.sort_by_key(|(t, _)| *t);
+    out
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+async fn sleep_until(ms: i64) {
+    let wait = ms - now_ms();
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+/// Waits (bounded) for at least `n` scheduled backups.
+async fn wait_scheduled(c: &crate::daemon::Client, n: usize, secs: u64) -> Vec<(i64, Operation)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let got = scheduled(c).await;
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} scheduled backups after {secs} s, expected {n}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_minutely_schedule_fires_and_catches_up_once() {
+    if !root_tier(
+        "root_minutely_schedule_fires_and_catches_up_once",
+        "containers need root",
+    ) {
+        return;
+    }
+    let mut n = Node::with_config("sbxbak1", "10.213.86.0/24", 0, |c, _| {
+        c.backup.catchup_jitter_secs = 0;
+    })
+    .with_upstreams()
+    .await;
+    let c = n.client();
+    let mut req = n.request("netbox-agent", "nb");
+    req["backup"] = json!({"schedule": "minutely", "keep_last": 20});
+    let (op, log) = deploy(&c, &req).await;
+    assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
+
+    // The schedule fires at the next minute (within a tick of it).
+    let first = wait_scheduled(&c, 1, 80).await;
+    let (t1, op1) = &first[0];
+    let op1 = finish(&c, &op1.id, Duration::from_secs(120)).await;
+    assert_eq!(
+        op1.status,
+        OpStatus::Succeeded,
+        "{}",
+        log_of(&c, &op1.id).await
+    );
+    let minute = t1 - t1.rem_euclid(MINUTE_MS);
+    assert!(
+        t1 - minute < 20_000,
+        "a minutely run started {} ms after its minute",
+        t1 - minute
+    );
+
+    // Down across the next two scheduled times (minute+1, minute+2).
+    n.stop_daemon();
+    sleep_until(minute + 2 * MINUTE_MS + 5_000).await;
+    n.start_daemon();
+    let c = n.client();
+    let started = now_ms();
+    let before = scheduled(&c).await.len();
+    assert_eq!(before, 1, "nothing runs while the daemon is down");
+
+    // Exactly one catch-up run before the next regular one (minute+3).
+    sleep_until(minute + 3 * MINUTE_MS - 1_000).await;
+    let after: Vec<(i64, Operation)> = scheduled(&c)
+        .await
+        .into_iter()
+        .filter(|(t, _)| *t >= started)
+        .collect();
+    assert_eq!(
+        after.len(),
+        1,
+        "one catch-up run for two missed ones: {:?}",
+        after.iter().map(|(t, o)| (t, &o.id)).collect::<Vec<_>>()
+    );
+    let catch_up = finish(&c, &after[0].1.id, Duration::from_secs(120)).await;
+    assert_eq!(catch_up.status, OpStatus::Succeeded);
+
+    // The schedule goes on from now: one regular run at minute+3, no burst.
+    let all = wait_scheduled(&c, 3, 40).await;
+    let regular: Vec<&(i64, Operation)> = all
+        .iter()
+        .filter(|(t, _)| *t >= minute + 3 * MINUTE_MS)
+        .collect();
+    assert_eq!(regular.len(), 1, "{regular:?}");
+    assert!(regular[0].0 < minute + 3 * MINUTE_MS + 20_000);
+    let op3 = finish(&c, &regular[0].1.id, Duration::from_secs(120)).await;
+    assert_eq!(op3.status, OpStatus::Succeeded);
+    let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+    assert_eq!(list.iter().filter(|b| b.present).count(), 3, "{list:?}");
+    let del: Operation = c
+        .delete("/v1/deployments/nb?purge=true")
+        .await
+        .expect(202)
+        .json();
+    finish(&c, &del.id, Duration::from_secs(90)).await;
+}
+
+/// Proxmox's documented prune algorithm (pve-cli.md §7, from
+/// `prune_mark_backup_group`), written from the documentation for this
+/// test: which of `times` (unix s, UTC = the node's local time here) a
+/// group keeps under `keeps` (last, hourly, daily, weekly, monthly,
+/// yearly); `protected` ones are kept and never counted.
+fn documented_prune(
+    times: &[i64],
+    protected: &std::collections::BTreeSet<i64>,
+    keeps: [u32; 6],
+) -> std::collections::BTreeSet<i64> {
+    use std::collections::{BTreeSet, HashSet};
+    let mut newest_first: Vec<i64> = times
+        .iter()
+        .copied()
+        .filter(|t| !protected.contains(t))
+        .collect();
+    newest_first.sort_unstable_by(|a, b| b.cmp(a));
+    let period = |kind: usize, t: i64| -> String {
+        let z = jiff::Timestamp::from_second(t)
+            .expect("time")
+            .to_zoned(jiff::tz::TimeZone::UTC);
+        match kind {
+            0 => t.to_string(),
+            1 => z.strftime("%Y-%m-%d %H").to_string(),
+            2 => z.strftime("%Y-%m-%d").to_string(),
+            3 => {
+                let w = z.date().iso_week_date();
+                format!("{}-W{}", w.year(), w.week())
+            }
+            4 => z.strftime("%Y-%m").to_string(),
+            _ => z.strftime("%Y").to_string(),
+        }
+    };
+    let mut keep: BTreeSet<i64> = BTreeSet::new();
+    let mut removed: BTreeSet<i64> = BTreeSet::new();
+    for (kind, n) in keeps.iter().enumerate() {
+        if *n == 0 {
+            continue;
+        }
+        let covered: HashSet<String> = keep.iter().map(|t| period(kind, *t)).collect();
+        let mut new_periods: HashSet<String> = HashSet::new();
+        for t in &newest_first {
+            if keep.contains(t) || removed.contains(t) {
+                continue;
+            }
+            let p = period(kind, *t);
+            if covered.contains(&p) {
+                continue;
+            }
+            if new_periods.contains(&p) {
+                removed.insert(*t);
+                continue;
+            }
+            if new_periods.len() as u32 >= *n {
+                break;
+            }
+            new_periods.insert(p);
+            keep.insert(*t);
+        }
+    }
+    if keeps.iter().all(|n| *n == 0) {
+        return times.iter().copied().collect();
+    }
+    keep.extend(protected.iter().copied());
+    keep
+}
+
+#[test]
+fn the_documented_prune_model_matches_the_docs_example_shapes() {
+    // keep-last=3 keeps the three newest; keep-daily=2 then reaches past
+    // the days they cover.
+    let day = 86_400;
+    let t0 = 1_772_413_200; // 2026-03-02 01:00 UTC
+    let times: Vec<i64> = (0..6).map(|i| t0 + i * day).collect();
+    let kept = documented_prune(&times, &Default::default(), [3, 0, 2, 0, 0, 0]);
+    assert_eq!(
+        kept,
+        [times[1], times[2], times[3], times[4], times[5]]
+            .into_iter()
+            .collect()
+    );
+    // Two on one day: daily keeps the newer; the older is removed.
+    let times = vec![t0, t0 + 3600, t0 + day];
+    let kept = documented_prune(&times, &Default::default(), [0, 0, 2, 0, 0, 0]);
+    assert_eq!(kept, [t0 + 3600, t0 + day].into_iter().collect());
+    // Protected: kept, not counted.
+    let prot: std::collections::BTreeSet<i64> = [t0 + day].into_iter().collect();
+    let kept = documented_prune(&times, &prot, [1, 0, 0, 0, 0, 0]);
+    assert_eq!(kept, [t0 + 3600, t0 + day].into_iter().collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_retention_across_simulated_weeks_keeps_the_documented_set() {
+    if !root_tier(
+        "root_retention_across_simulated_weeks_keeps_the_documented_set",
+        "containers need root",
+    ) {
+        return;
+    }
+    let n = Node::with_config("sbxbak2", "10.213.87.0/24", 0, |_, _| {})
+        .with_upstreams()
+        .await;
+    let c = n.client();
+    let keeps = [2u32, 0, 3, 3, 2, 0];
+    let mut req = n.request("netbox-agent", "nb");
+    req["backup"] = json!({"keep_last": keeps[0], "keep_hourly": 0, "keep_daily": keeps[2],
+                           "keep_weekly": keeps[3], "keep_monthly": keeps[4], "keep_yearly": 0});
+    let (op, log) = deploy(&c, &req).await;
+    assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
+    let clock = n.node.path("etc/clock");
+    // Nine simulated weeks from Monday 2026-03-02: a backup every other
+    // day at 01:00, a second one at 13:00 every fifth day, and one
+    // protected backup in week two.
+    let t0: i64 = 1_772_413_200;
+    let mut times: Vec<i64> = Vec::new();
+    for d in (0..63).step_by(2) {
+        times.push(t0 + d * 86_400);
+        if d % 5 == 0 {
+            times.push(t0 + d * 86_400 + 12 * 3600);
+        }
+    }
+    let protected_at = t0 + 8 * 86_400;
+    let mut kept_model: std::collections::BTreeSet<i64> = Default::default();
+    let mut protected: std::collections::BTreeSet<i64> = Default::default();
+    for (i, t) in times.iter().enumerate() {
+        std::fs::write(&clock, t.to_string()).expect("clock");
+        let prot = *t == protected_at;
+        let op: Operation = c
+            .post(
+                "/v1/deployments/nb/backups",
+                &json!({"policy": {"protected": prot}}),
+            )
+            .await
+            .expect(202)
+            .json();
+        let op = finish(&c, &op.id, Duration::from_secs(120)).await;
+        assert_eq!(
+            op.status,
+            OpStatus::Succeeded,
+            "backup {i}: {}",
+            log_of(&c, &op.id).await
+        );
+        if prot {
+            protected.insert(*t);
+        }
+        // vzdump prunes the group after each backup: the model does too.
+        let mut all: Vec<i64> = kept_model.iter().copied().collect();
+        all.push(*t);
+        kept_model = documented_prune(&all, &protected, keeps);
+        let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+        let on_storage: std::collections::BTreeSet<i64> = list
+            .iter()
+            .filter(|b| b.present)
+            .map(|b| {
+                b.time
+                    .parse::<jiff::Timestamp>()
+                    .expect("backup time")
+                    .as_second()
+            })
+            .collect();
+        assert_eq!(
+            on_storage, kept_model,
+            "after backup {i} at {t}: storage keeps {:?}, the documented algorithm {:?}",
+            on_storage, kept_model
+        );
+    }
+    assert!(
+        kept_model.contains(&protected_at),
+        "the protected one stays"
+    );
+    assert!(
+        kept_model.len() >= 8,
+        "the walk reached months back: {kept_model:?}"
+    );
+    let _ = std::fs::remove_file(&clock);
+    let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
+    assert_eq!(
+        list.iter().filter(|b| !b.present).count(),
+        times.len() - kept_model.len(),
+        "every pruned backup stays listed as gone"
+    );
 }

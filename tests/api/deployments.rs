@@ -541,6 +541,8 @@ impl Node {
                 c.pve.command_timeout_secs = 60;
                 c.pve.long_command_timeout_secs = 300;
                 c.apps.agents_dir = agents_dir();
+                // The test's own manifests, never the host's /etc/1ld/apps.d.
+                c.apps.dir = c.state_dir.join("apps.d");
                 c.apps.packages_dir = packages;
                 c.apps.lease_timeout_secs = 20;
                 c.apps.drift_interval_secs = drift_secs;
@@ -570,8 +572,18 @@ impl Node {
     /// Stops the daemon (gracefully) and starts a new one on the same
     /// configuration and state directory.
     pub(crate) fn restart_daemon(&mut self) {
-        let cfg = self.daemon.config.clone();
+        self.stop_daemon();
+        self.start_daemon();
+    }
+
+    /// Stops the daemon (gracefully); [`Node::start_daemon`] starts the next.
+    pub(crate) fn stop_daemon(&mut self) {
         self.daemon.stop();
+    }
+
+    /// Starts a new daemon on the stopped one's configuration and state.
+    pub(crate) fn start_daemon(&mut self) {
+        let cfg = self.daemon.config.clone();
         let next = Daemon::with(Options {
             sandbox: false,
             config: Box::new(move |c| *c = cfg),

@@ -82,7 +82,9 @@ impl BackupOp {
             .unwrap_or_else(|| "local".into())
     }
 
-    async fn work(&self, ctx: &OpCtx) -> Result<(), Error> {
+    /// Backs up and records the archive; its volid. Also an upgrade's
+    /// safety point, inside the upgrade operation (which holds the lock).
+    pub(crate) async fn work(&self, ctx: &OpCtx) -> Result<String, Error> {
         let env = self
             .env
             .as_ref()
@@ -246,7 +248,7 @@ impl BackupOp {
             serde_json::json!({"action": "backup_created", "deployment": self.name, "vmid": self.vmid,
                                "volid": volid, "size": size, "operation": ctx.id()}),
         );
-        Ok(())
+        Ok(volid)
     }
 }
 
@@ -274,7 +276,7 @@ impl OpTask for BackupOp {
 
     fn run<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let r = self.work(ctx).await;
+            let r = self.work(ctx).await.map(drop);
             if let (Err(e), Some(env)) = (&r, &self.env) {
                 if let Some(sink) = &env.alerts {
                     let now = now_ms();

@@ -252,6 +252,8 @@ impl DeploymentOp {
         env.store.delete_deployment(&self.name)?;
         env.secrets.remove_deployment(&self.name)?;
         env.store.supervision_forget(&self.name)?;
+        env.store.forget_schedules(&self.name)?;
+        env.store.forget_safety(&self.name)?;
         ctx.log(&format!(
             "deployment '{}' and its secrets removed; backups are kept",
             self.name

@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod remediate;
 pub mod restore;
 pub mod template_download;
+pub mod upgrade;
 pub mod verify;
 
 /// Rebuilds any known kind from its persisted payload (for
@@ -23,6 +24,8 @@ pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask
         backup::KIND => backup::rebuild(payload),
         restore::KIND => restore::rebuild(payload),
         verify::KIND => verify::rebuild(payload),
+        upgrade::KIND => upgrade::rebuild(payload),
+        upgrade::RELEASE => upgrade::rebuild_release(payload),
         deployment::START
         | deployment::STOP
         | deployment::RESTART

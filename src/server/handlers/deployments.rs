@@ -62,6 +62,20 @@ pub(super) async fn submit(
     ))
 }
 
+/// The secret values a deployment has now.
+pub(super) fn secrets_of(
+    env: &Env,
+    rec: &DeploymentRecord,
+) -> Result<BTreeMap<String, String>, Error> {
+    let mut out = BTreeMap::new();
+    for k in &rec.spec.secret_keys {
+        if let Some(v) = env.secrets.get(&rec.name, k)? {
+            out.insert(k.clone(), v);
+        }
+    }
+    Ok(out)
+}
+
 pub(super) fn record(ctx: &Ctx, name: &str) -> Result<DeploymentRecord, Error> {
     ctx.app.store.get_deployment(name)?.ok_or_else(|| {
         let shown: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
@@ -492,12 +506,7 @@ pub async fn put_deployment(
             format!("bridge '{}' does not exist on this node", new_res.bridge),
         ));
     }
-    let mut current_secrets = BTreeMap::new();
-    for k in &rec.spec.secret_keys {
-        if let Some(v) = env.secrets.get(&name, k)? {
-            current_secrets.insert(k.clone(), v);
-        }
-    }
+    let current_secrets = secrets_of(&env, &rec)?;
     let new = match resolve(
         &app.manifest.settings,
         &req.settings,

@@ -19,3 +19,4 @@ pub mod openapi;
 pub mod operations;
 pub mod root;
 pub mod templates;
+pub mod upgrades;
