@@ -35,6 +35,10 @@ trap 'rm -f "$tmp"' EXIT
   echo
   cargo bench -q -p oneld --bench cli 2>/dev/null
   echo
+  echo "## Backups, restores, verification"
+  echo
+  cargo bench -q -p oneld --bench backup 2>/dev/null
+  echo
   echo "## Supervision at scale"
   echo
   cargo bench -q -p oneld --bench supervise 2>/dev/null
