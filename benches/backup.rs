@@ -57,7 +57,10 @@ async fn timed(ops: &Ops, task: Box<dyn OpTask>) -> Result<Duration, String> {
             .log(&op.id, 0)
             .map(|c| c.lines.join("\n"))
             .unwrap_or_default();
-        return Err(format!("{} ended {:?}: {:?}\n{log}", op.kind, op.status, op.error));
+        return Err(format!(
+            "{} ended {:?}: {:?}\n{log}",
+            op.kind, op.status, op.error
+        ));
     }
     Ok(took)
 }
@@ -90,22 +93,20 @@ async fn run() -> Result<(), String> {
         Some(pve.clone()),
         &OpsConfig::default(),
     );
-    let mut cfg = oneld::config::Config::default();
-    cfg.apps = AppsConfig {
-        agents_dir: agents,
-        dir: state.path().join("apps.d"),
-        ..AppsConfig::default()
+    let cfg = oneld::config::Config {
+        apps: AppsConfig {
+            agents_dir: agents,
+            dir: state.path().join("apps.d"),
+            ..AppsConfig::default()
+        },
+        state_dir: state.path().to_path_buf(),
+        ..oneld::config::Config::default()
     };
-    cfg.state_dir = state.path().to_path_buf();
     let env = Env::new(store, secrets, events, &cfg, None);
     let req = DeployRequest {
         app: "netbox-agent".into(),
         name: Some("nb".into()),
-        settings: [(
-            "netbox_url".to_string(),
-            serde_json::json!(netbox.url()),
-        )]
-        .into(),
+        settings: [("netbox_url".to_string(), serde_json::json!(netbox.url()))].into(),
         secrets: [("netbox_token".to_string(), TOKEN.to_string())].into(),
         overrides: Overrides {
             bridge: Some(bridge.into()),
