@@ -88,6 +88,7 @@ async fn run() -> Result<(), String> {
         staging_dir: paths.staging_dir.clone(),
         backup: oneld::config::BackupConfig::default().policy(),
         alerts: None,
+        notify_backup_success: false,
     };
     let req = |name: &str| DeployRequest {
         app: "netbox-agent".into(),

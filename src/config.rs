@@ -309,6 +309,9 @@ pub struct BackupConfig {
     pub verify_schedule: String,
     /// Vmids reserved for verification's throwaway containers (inclusive).
     pub verify_vmid_range: [u32; 2],
+    /// Also notify successful backups (`backup_succeeded`, severity info);
+    /// failures are always notified.
+    pub notify_success: bool,
 }
 
 impl Default for BackupConfig {
@@ -327,6 +330,7 @@ impl Default for BackupConfig {
             catchup_jitter_secs: 60,
             verify_schedule: String::new(),
             verify_vmid_range: [9900, 9999],
+            notify_success: false,
         }
     }
 }

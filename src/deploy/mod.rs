@@ -65,6 +65,8 @@ pub struct Env {
     pub backup: crate::api::BackupPolicy,
     /// Where alerts go (backup failures), when there is a notifier.
     pub alerts: Option<std::sync::Arc<dyn crate::notify::AlertSink>>,
+    /// `[backup] notify_success`.
+    pub notify_backup_success: bool,
 }
 
 impl std::fmt::Debug for Env {
@@ -92,6 +94,7 @@ impl Env {
             staging_dir: crate::paths::Paths::from_config(cfg).staging_dir,
             backup: cfg.backup.policy(),
             alerts,
+            notify_backup_success: cfg.backup.notify_success,
         }
     }
 

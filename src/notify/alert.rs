@@ -21,6 +21,8 @@ pub enum AlertKind {
     Drift,
     /// A backup failed.
     BackupFailed,
+    /// A backup succeeded (only with `[backup] notify_success`).
+    BackupSucceeded,
     /// An upgrade failed (and was rolled back, or could not be).
     UpgradeFailed,
     /// `1ldctl notify test`.
@@ -38,6 +40,7 @@ impl AlertKind {
             Self::Vanished => "vanished",
             Self::Drift => "drift",
             Self::BackupFailed => "backup_failed",
+            Self::BackupSucceeded => "backup_succeeded",
             Self::UpgradeFailed => "upgrade_failed",
             Self::Test => "test",
         }
@@ -53,6 +56,7 @@ impl AlertKind {
             Self::Vanished,
             Self::Drift,
             Self::BackupFailed,
+            Self::BackupSucceeded,
             Self::UpgradeFailed,
             Self::Test,
         ]

@@ -160,6 +160,7 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
     }
     let (hook, seen, _task) = crate::notify::receiver().await;
     let n = Node::with_config("sbxbak0", "10.213.83.0/24", 0, move |c, _| {
+        c.backup.notify_success = true;
         c.notify.retry_initial_secs = 1;
         c.notify.targets.insert(
             "hook".into(),
@@ -215,6 +216,18 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
         "{b:?}"
     );
     assert_eq!(b.app.as_deref(), Some("netbox-agent"));
+    // [backup] notify_success: the success is a notification too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen.lock().expect("seen").iter().any(|(_, body)| {
+        serde_json::from_slice::<Value>(body)
+            .is_ok_and(|v| v["event"] == "backup_succeeded" && v.to_string().contains(&b.volid))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backup_succeeded notification"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let dep: Value = c.get("/v1/deployments/nb").await.expect(200).json();
     assert!(dep["last_backup"].is_string(), "{dep}");
     // The archive holds the marker and the spec (read with tar on the node).

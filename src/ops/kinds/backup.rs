@@ -276,7 +276,24 @@ impl OpTask for BackupOp {
 
     fn run<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let r = self.work(ctx).await.map(drop);
+            let r = self.work(ctx).await;
+            if let (Ok(volid), Some(env)) = (&r, &self.env) {
+                if let (true, Some(sink)) = (env.notify_backup_success, &env.alerts) {
+                    let now = now_ms();
+                    let _ = sink.raise(&Alert {
+                        kind: AlertKind::BackupSucceeded,
+                        severity: Severity::Info,
+                        deployment: Some(self.name.clone()),
+                        app: None,
+                        title: format!("{}: backed up", self.name),
+                        message: format!("{volid}; operation {}", ctx.id()),
+                        dedupe_key: Some(format!("{}/backup/{}", self.name, ctx.id())),
+                        time_ms: now,
+                        data: serde_json::json!({"vmid": self.vmid, "operation": ctx.id(), "volid": volid}),
+                    });
+                }
+            }
+            let r = r.map(drop);
             if let (Err(e), Some(env)) = (&r, &self.env) {
                 if let Some(sink) = &env.alerts {
                     let now = now_ms();
