@@ -18,6 +18,9 @@ mod backups;
 #[path = "api/cli.rs"]
 mod cli;
 
+#[path = "api/crash.rs"]
+mod crash;
+
 #[path = "api/deployments.rs"]
 mod deployments;
 

@@ -200,6 +200,12 @@ impl OpCtx {
         self.commit(|r| r.payload = payload);
     }
 
+    /// The state database (for compensation of an operation rebuilt after
+    /// a crash, which has nothing else).
+    pub fn store(&self) -> &crate::store::Store {
+        &self.engine.store
+    }
+
     /// The Proxmox tools; 503 when the daemon runs without them.
     pub fn pve(&self) -> Result<&Pve, Error> {
         self.engine.pve.as_ref().ok_or_else(|| {

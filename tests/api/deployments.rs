@@ -26,10 +26,10 @@ use crate::daemon::{root_tier, Client, Daemon, Options};
 
 use crate::support;
 
-const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
+pub(crate) const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
 const WIKI_KEY: &str = "eyJhbGciOiJSUzI1NiJ9.test.key";
 
-fn agents_dir() -> PathBuf {
+pub(crate) fn agents_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release")
 }
 
@@ -480,7 +480,7 @@ impl Upstreams {
     }
 }
 
-fn wrappers(dir: &Path, root: &Path) -> PathBuf {
+pub(crate) fn wrappers(dir: &Path, root: &Path) -> PathBuf {
     let bin = dir.join("pvebin");
     std::fs::create_dir_all(&bin).expect("bin");
     let exe = support::bin_dir().join("pve-sandbox");

@@ -561,6 +561,17 @@ impl Client {
         .await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, json: &serde_json::Value) -> Resp {
+        self.raw(
+            Method::PUT,
+            path,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(json).expect("json"),
+        )
+        .await
+    }
+
     /// `GET path` as a stream of newline-delimited JSON events; returns once
     /// the headers arrived (the daemon has subscribed by then).
     pub async fn events(&self, path: &str) -> EventStream {

@@ -319,7 +319,14 @@ impl OpTask for BackupOp {
 
     fn compensate<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            ctx.log("nothing to undo: vzdump removes its temporary files and the backup lock");
+            // A vzdump killed with the daemon leaves its `backup` lock (and
+            // maybe a `vzdump` snapshot, which the next vzdump removes).
+            if super::clear_lock(ctx, self.vmid, &["backup"])
+                .await?
+                .is_none()
+            {
+                ctx.log("nothing to undo: vzdump removes its temporary files and the backup lock");
+            }
             Ok(())
         })
     }

@@ -444,10 +444,14 @@ impl Deploy {
             }
             Err(e) => return Err(e.into()),
         };
+        // Ours: it carries this operation's marker, or `pct create` was
+        // killed before writing it (the vmid was reserved for this very
+        // operation, and the container is still locked `create`).
         let ours = cfg
             .description
             .as_deref()
-            .is_some_and(|d| d.contains(&op_marker(&ctx.id())));
+            .is_some_and(|d| d.contains(&op_marker(&ctx.id())))
+            || cfg.lock.as_deref() == Some("create");
         if !ours {
             ctx.log(&format!(
                 "CT {vmid} was not created by this operation; leaving it alone"
@@ -458,6 +462,7 @@ impl Deploy {
             ctx.log(&format!("keep_on_failure: CT {vmid} is kept for inspection (destroy it with `pct destroy {vmid}` when done)"));
             return Ok(());
         }
+        super::clear_lock(ctx, vmid, &["create"]).await?;
         match pve.pct_stop(vmid).await {
             Ok(()) => ctx.log(&format!("stopped CT {vmid}")),
             Err(PveError::NotRunning { .. }) => {}

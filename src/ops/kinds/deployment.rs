@@ -400,7 +400,44 @@ impl DeploymentOp {
         Ok(())
     }
 
+    /// A destroy interrupted by a crash is finished: `pct destroy` killed
+    /// midway leaves the container locked `destroyed` and half removed.
+    async fn finish_destroy(&self, ctx: &OpCtx) -> Result<(), Error> {
+        let pve = ctx.pve()?;
+        super::clear_lock(ctx, self.vmid, &["destroyed"]).await?;
+        let _ = pve.pct_stop(self.vmid).await;
+        let opts = DestroyOptions {
+            purge: true,
+            force: true,
+            destroy_unreferenced_disks: true,
+        };
+        match pve.pct_destroy(self.vmid, opts).await {
+            Ok(()) => ctx.log(&format!(
+                "interrupted destroy finished: CT {} destroyed",
+                self.vmid
+            )),
+            Err(PveError::NotFound { .. }) => ctx.log(&format!("CT {} is gone", self.vmid)),
+            Err(e) => return Err(e.into()),
+        }
+        let store = ctx.store();
+        store.delete_deployment(&self.name)?;
+        store.supervision_forget(&self.name)?;
+        store.forget_schedules(&self.name)?;
+        store.forget_safety(&self.name)?;
+        if let Some(env) = &self.env {
+            env.secrets.remove_deployment(&self.name)?;
+        }
+        ctx.log(&format!(
+            "deployment '{}' forgotten; backups are kept",
+            self.name
+        ));
+        Ok(())
+    }
+
     async fn undo(&self, ctx: &OpCtx) -> Result<(), Error> {
+        if matches!(self.action, Action::Destroy { .. }) && self.env.is_none() {
+            return self.finish_destroy(ctx).await;
+        }
         let Action::Apply(plan) = &self.action else {
             ctx.log("nothing to undo");
             return Ok(());
@@ -508,6 +545,12 @@ pub fn rebuild(payload: &serde_json::Value) -> Option<Box<dyn OpTask>> {
         env: None,
         name: p.name,
         vmid: p.vmid,
-        action: Action::Start,
+        // A destroy is finished at restart (the user asked for it); the
+        // other kinds have nothing on the host to undo.
+        action: if p.action == DESTROY {
+            Action::Destroy { purge: true }
+        } else {
+            Action::Start
+        },
     }))
 }

@@ -15,6 +15,63 @@ pub mod template_download;
 pub mod upgrade;
 pub mod verify;
 
+/// After a crash: removes a lock an interrupted operation's own Proxmox
+/// command left on CT `vmid` (vzdump's `backup`, `snapshot`, ...), when the
+/// lock is one of `ours` and no process of that command still runs for the
+/// container (a Proxmox job of the node's own would still be running).
+/// Returns the lock removed.
+pub(crate) async fn clear_lock(
+    ctx: &crate::ops::OpCtx,
+    vmid: u32,
+    ours: &[&str],
+) -> Result<Option<String>, crate::error::Error> {
+    let pve = ctx.pve()?;
+    let lock = match pve.pct_config(vmid, false).await {
+        Ok(c) => c.lock,
+        Err(crate::pve::PveError::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let Some(lock) = lock.filter(|l| ours.contains(&l.as_str())) else {
+        return Ok(None);
+    };
+    if tool_running_for(vmid) {
+        ctx.log(&format!(
+            "CT {vmid} is locked ({lock}) by a command still running; left alone"
+        ));
+        return Ok(None);
+    }
+    pve.pct_unlock(vmid).await?;
+    ctx.log(&format!(
+        "CT {vmid}: removed the '{lock}' lock the interrupted operation left"
+    ));
+    Ok(Some(lock))
+}
+
+/// Whether a `vzdump`/`pct` process naming `vmid` runs on the host (read
+/// from `/proc/*/cmdline`).
+fn tool_running_for(vmid: u32) -> bool {
+    let want = vmid.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|raw| {
+            let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+            let tool = args.iter().take(3).any(|a| {
+                let name = a.rsplit(|b| *b == b'/').next().unwrap_or(a);
+                name == b"vzdump" || name == b"pct"
+            });
+            tool && args.contains(&want.as_bytes())
+        })
+}
+
 /// Rebuilds any known kind from its persisted payload (for
 /// [`Ops::recover`](super::Ops::recover)).
 pub fn rebuild(kind: &str, payload: &serde_json::Value) -> Option<Box<dyn OpTask>> {

@@ -28,7 +28,7 @@ use crate::api::{EventType, HealthSummary, IntendedState};
 use crate::deploy::{probe, step_error, Env};
 use crate::error::Error;
 use crate::ops::{OpCtx, OpTask};
-use crate::pve::pct::{CtOptions, RestoreSpec, SetSpec};
+use crate::pve::pct::RestoreSpec;
 use crate::pve::PveError;
 use crate::store::{now_ms, rfc3339, DeploymentRecord, StoredSpec};
 
@@ -175,6 +175,11 @@ impl RestoreOp {
         spec.storage = Some(plan.storage.clone());
         spec.force = p.in_place;
         spec.unique = !p.in_place;
+        if !p.in_place {
+            // Named at restore, not after: a restore killed right after
+            // `pct restore` is still recognisable as this one's.
+            spec.overrides.hostname = Some(p.name.clone());
+        }
         if let Ok(argv) = spec.to_argv(pve.major()) {
             ctx.log(&argv.join(" "));
         }
@@ -196,21 +201,6 @@ impl RestoreOp {
             }
         })?;
         let name = p.name.clone();
-        if !p.in_place {
-            let o = CtOptions {
-                hostname: Some(name.clone()),
-                ..CtOptions::default()
-            };
-            pve.pct_set(
-                vmid,
-                &SetSpec {
-                    options: o,
-                    delete: Vec::new(),
-                },
-            )
-            .await
-            .map_err(|e| step_error("set hostname", e.into()))?;
-        }
         ctx.step(3, n, "start container");
         pve.pct_start(vmid)
             .await

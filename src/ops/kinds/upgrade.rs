@@ -79,6 +79,9 @@ struct Payload {
     vmid: u32,
     from: String,
     to: String,
+    /// Being taken (set before `pct snapshot` runs).
+    #[serde(default)]
+    pending_snapshot: Option<String>,
     #[serde(default)]
     snapshot: Option<String>,
     #[serde(default)]
@@ -170,6 +173,8 @@ impl UpgradeOp {
         match plan.safety {
             SafetyPoint::Snapshot => {
                 let snap = format!("upgrade-1ld-{}", now_ms() / 1000);
+                p.pending_snapshot = Some(snap.clone());
+                self.save(ctx, &p);
                 pve.pct_snapshot(
                     plan.vmid,
                     &snap,
@@ -459,7 +464,12 @@ impl UpgradeOp {
             ));
         };
         match self.gate(ctx, plan).await {
-            Ok(r) => Ok((how, r.status)),
+            Ok(r) => {
+                if let Some(snap) = &p.snapshot {
+                    drop_snapshot(ctx, vmid, snap).await;
+                }
+                Ok((how, r.status))
+            }
             Err(e) => Err(format!(
                 "rolled back ({how}) but the service is not healthy: {}",
                 e.message
@@ -492,19 +502,26 @@ impl OpTask for UpgradeOp {
     fn compensate<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
             let p: Payload = serde_json::from_value(ctx.payload()).unwrap_or_default();
+            // A `pct snapshot`/`rollback` or vzdump killed with the daemon
+            // leaves its lock.
+            super::clear_lock(ctx, p.vmid, &["snapshot", "rollback", "backup"]).await?;
             if !p.changed {
+                if let (Some(snap), None) = (&p.pending_snapshot, &p.snapshot) {
+                    // Killed while the snapshot was being taken.
+                    drop_snapshot(ctx, p.vmid, snap).await;
+                }
                 ctx.log("nothing in the container was changed");
                 return Ok(());
             }
             match (&p.snapshot, &p.backup) {
                 (Some(snap), _) => {
                     let pve = ctx.pve()?;
-                    let _ = pve.pct_unlock(p.vmid).await;
                     pve.pct_rollback(p.vmid, snap, true).await?;
                     ctx.log(&format!(
                         "interrupted upgrade of '{}': CT {} rolled back to {snap} ({})",
                         p.name, p.vmid, p.from
                     ));
+                    drop_snapshot(ctx, p.vmid, snap).await;
                 }
                 (None, Some(volid)) => ctx.log(&format!(
                     "interrupted upgrade of '{}': CT {} may be half upgraded; restore {volid} in place (1ldctl restore {volid} --in-place)",
@@ -528,6 +545,19 @@ pub fn rebuild(payload: &serde_json::Value) -> Option<Box<dyn OpTask>> {
         plan: None,
         payload: p,
     }))
+}
+
+/// Deletes `snap` of CT `vmid` (`--force`: also a half-taken one); a
+/// snapshot already gone is fine, anything else is logged.
+async fn drop_snapshot(ctx: &OpCtx, vmid: u32, snap: &str) {
+    let Ok(pve) = ctx.pve() else { return };
+    match pve.pct_delsnapshot(vmid, snap, true).await {
+        Ok(()) => ctx.log(&format!("safety snapshot {snap} deleted")),
+        Err(e) if e.to_string().contains("does not exist") => {}
+        Err(e) => ctx.log(&format!(
+            "could not delete snapshot {snap} ({e}); remove it with `pct delsnapshot {vmid} {snap}`"
+        )),
+    }
 }
 
 /// The kind that removes a safety snapshot.
@@ -598,7 +628,8 @@ impl OpTask for ReleaseOp {
 
     fn compensate<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            ctx.log("nothing to undo: the snapshot is deleted on the next attempt");
+            super::clear_lock(ctx, self.vmid, &["snapshot-delete"]).await?;
+            ctx.log("the snapshot is deleted on the next attempt");
             Ok(())
         })
     }
