@@ -253,6 +253,7 @@ pub struct WikiModel {
     race: Mutex<Duration>,
     counts: Mutex<Counts>,
     failures: AtomicU64,
+    fail_after: AtomicU64,
 }
 
 impl Default for WikiModel {
@@ -1726,6 +1727,7 @@ impl WikiModel {
             race: Mutex::new(Duration::ZERO),
             counts: Mutex::new(Counts::default()),
             failures: AtomicU64::new(0),
+            fail_after: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -1768,6 +1770,19 @@ impl WikiModel {
     /// front of a restarting Wiki.js), to exercise client retries.
     pub fn fail_next(&self, n: u64) {
         self.failures.store(n, Ordering::SeqCst);
+    }
+
+    /// Lets `ok` more GraphQL requests through, then fails every later one
+    /// with HTTP 503 until [`WikiModel::recover`] (Wiki.js going down in
+    /// the middle of a sync).
+    pub fn fail_after(&self, ok: u64) {
+        self.fail_after.store(ok, Ordering::SeqCst);
+    }
+
+    /// Ends [`WikiModel::fail_after`] and [`WikiModel::fail_next`].
+    pub fn recover(&self) {
+        self.fail_after.store(u64::MAX, Ordering::SeqCst);
+        self.failures.store(0, Ordering::SeqCst);
     }
 
     /// Request and write counts so far.
@@ -1861,10 +1876,17 @@ impl WikiModel {
                 c.requests += 1;
                 c.graphql += 1;
             });
-            if self
-                .failures
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
+            let down = self
+                .fail_after
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n != u64::MAX).then(|| n.saturating_sub(1))
+                })
+                .is_ok_and(|before| before == 0);
+            if down
+                || self
+                    .failures
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
             {
                 let mut headers = HeaderMap::new();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
