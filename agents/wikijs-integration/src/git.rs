@@ -25,6 +25,21 @@ pub struct GitError {
     pub detail: String,
 }
 
+/// An error with its chain of causes, one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 fn err(what: impl Into<String>) -> impl FnOnce(String) -> GitError {
     let what = what.into();
     move |detail| GitError { what, detail }
@@ -169,6 +184,12 @@ impl Source {
 
     fn fetch(&self, url: &str) -> Result<(), GitError> {
         let what = format!("cannot fetch {}", self.describe());
+        if self.token.is_some() && url.starts_with("http://") {
+            return Err(GitError {
+                what,
+                detail: "git_token would be sent in clear text over http://; use the https:// clone URL in source.repository, or remove git_token for an anonymous http:// fetch".into(),
+            });
+        }
         if !self.mirror.join("HEAD").exists() {
             gix::init_bare(&self.mirror)
                 .map_err(|e| e.to_string())
@@ -208,10 +229,10 @@ impl Source {
         });
         let interrupt = AtomicBool::new(false);
         conn.prepare_fetch(gix::progress::Discard, Default::default())
-            .map_err(|e| redact(&e.to_string()))
+            .map_err(|e| redact(&chain(&e)))
             .map_err(err(what.clone()))?
             .receive(gix::progress::Discard, &interrupt)
-            .map_err(|e| redact(&e.to_string()))
+            .map_err(|e| redact(&chain(&e)))
             .map_err(err(what))?;
         Ok(())
     }
