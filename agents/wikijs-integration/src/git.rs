@@ -139,7 +139,10 @@ impl Source {
             Location::Local(p) => p.clone(),
             Location::Remote(_) => self.mirror.clone(),
         };
-        gix::open(&path)
+        // Isolated: only the repository's own config; no global or system
+        // git config, no environment (deterministic under systemd's
+        // ProtectHome and for a service user without a home).
+        gix::open_opts(&path, gix::open::Options::isolated())
             .map_err(|e| e.to_string())
             .map_err(err(format!(
                 "cannot open the repository at {}",
