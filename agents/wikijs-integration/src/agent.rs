@@ -171,7 +171,7 @@ impl Agent for WikiAgent {
         let secrets = setup.secrets;
         let key = secrets.wikijs_api_key.clone();
         let timeout = Duration::from_secs(setup.config.wikijs.timeout_s);
-        let (engine, branch, source_desc) = match (&setup.config.source, &store) {
+        let (engine, branch, source_desc) = match (setup.config.source(), &store) {
             (Some(src), Ok(store)) => {
                 let source = Source::new(
                     Location::parse(&src.repository),

@@ -155,6 +155,15 @@ impl WikiConfig {
 }
 
 impl Config {
+    /// The source, unless absent or with an empty `repository` (the 1ld
+    /// manifest renders an unset repository as `""`): then the agent only
+    /// checks Wiki.js.
+    pub fn source(&self) -> Option<&SourceConfig> {
+        self.source
+            .as_ref()
+            .filter(|s| !s.repository.trim().is_empty())
+    }
+
     /// Checks beyond typing.
     pub fn validate(&self) -> Result<(), Invalid> {
         BaseUrl::parse(&self.wikijs.url).map_err(|e| Invalid::new("wikijs.url", e.to_string()))?;
@@ -192,13 +201,7 @@ impl Config {
                 "must be slug segments of [a-z0-9-_] joined by '/', e.g. \"docs-assets\"",
             ));
         }
-        if let Some(src) = &self.source {
-            if src.repository.trim().is_empty() {
-                return Err(Invalid::new(
-                    "source.repository",
-                    "must be an https:// or http:// clone URL or a local path",
-                ));
-            }
+        if let Some(src) = self.source() {
             if src.repository.starts_with("ssh://")
                 || src.repository.contains('@') && !src.repository.contains("://")
             {
@@ -249,6 +252,9 @@ mod tests {
         let cfg: Config =
             toml::from_str("[wikijs]\nurl = \"http://w\"\nprefix = \"my docs\"\n").unwrap();
         assert_eq!(cfg.validate().unwrap_err().key, "wikijs.prefix");
+        let cfg: Config =
+            toml::from_str("[wikijs]\nurl = \"http://w\"\n[source]\nrepository = \"\"\n").unwrap();
+        assert!(cfg.validate().is_ok() && cfg.source().is_none());
         let cfg: Config = toml::from_str(
             "[wikijs]\nurl = \"http://w\"\n[source]\nrepository = \"git@github.com:a/b.git\"\n",
         )
