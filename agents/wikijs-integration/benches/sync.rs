@@ -19,7 +19,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use agent_runtime::http_client::{self, BaseUrl};
-use agent_runtime::testing::{get_json, terminate, wait_for, AgentEnv, AgentProcess};
+use agent_runtime::testing::{get_json, wait_for, AgentEnv};
 use common::{png, wiki, Repo, KEY};
 use hmac::{Hmac, Mac};
 use hyper::header::HeaderName;
@@ -136,7 +136,19 @@ async fn bench() {
 
     // 1. Full initial sync.
     let t = Instant::now();
-    let mut agent = AgentProcess::spawn(BIN, &["--config", &e.config_arg()]);
+    // Logs go to a file at info level (a pipe nobody reads would block the
+    // agent once full).
+    let log = std::fs::File::create(e.state.join("agent.log")).unwrap();
+    let mut agent = tokio::process::Command::new(BIN)
+        .args(["--config", &e.config_arg()])
+        .env("RUST_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let port = e.port;
     let m = model.clone();
     wait_for("all pages visible", Duration::from_secs(300), || {
@@ -159,7 +171,7 @@ async fn bench() {
         c.folders,
         c.graphql
     );
-    let pid = agent.pid().unwrap();
+    let pid = agent.id().unwrap();
 
     // 2. No-change resyncs.
     let before = model.counts();
@@ -278,9 +290,15 @@ async fn bench() {
         now as f64 / 1024.0,
         peak as f64 / 1024.0
     );
-    assert!(terminate(&mut agent, Duration::from_secs(15))
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), agent.wait())
         .await
         .unwrap()
-        .success());
+        .unwrap();
+    assert!(status.success());
     assert!(fake.unrecorded().is_empty());
 }

@@ -1,10 +1,12 @@
-//! The HTTP source path against a real Git server: `git http-backend` (CGI)
-//! behind lighttpd, both from Debian packages (`git`, `lighttpd`), started on
-//! 127.0.0.1 by the test. The agent's gix client (smart HTTP, protocol v2)
-//! fetches into its mirror. Over plain `http://` gix refuses to send a
-//! token (clear text), which is checked too; tokens go over `https://` only,
-//! and the test has no HTTPS server because gix's rustls client trusts only
-//! the bundled public roots (a test CA cannot be added).
+//! The HTTP(S) source path against a real Git server: `git http-backend`
+//! (CGI) behind lighttpd, both from Debian packages (`git`, `lighttpd`),
+//! started on 127.0.0.1 by the test. The agent's gix client (smart HTTP,
+//! rustls) fetches into its mirror:
+//! - over `https://` with basic auth, the token as the password, and a test
+//!   CA made with rcgen, trusted through `SSL_CERT_FILE` (the system trust
+//!   store's override, as a private CA would be installed in a container);
+//! - anonymously over plain `http://`, where a configured token is refused
+//!   rather than sent in clear text.
 //!
 //! Without lighttpd the test is skipped with a message, unless
 //! `ONELD_REQUIRE_TOOLS=1`, where a missing tool fails it.
@@ -56,7 +58,7 @@ fn required<T>(what: &str) -> Option<T> {
 struct Server {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     bare: PathBuf,
 }
 
@@ -67,7 +69,37 @@ impl Drop for Server {
     }
 }
 
+/// TLS material: `(ca.pem, server cert, server key)`.
+fn tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "wikijs-integration test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let (ca_pem, crt, k) = (
+        dir.join("ca.pem"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    );
+    std::fs::write(&ca_pem, ca_cert.pem()).unwrap();
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (ca_pem, crt, k)
+}
+
 fn start_server(bare_from: &Path) -> Option<Server> {
+    start(bare_from, false)
+}
+
+fn start(bare_from: &Path, https: bool) -> Option<Server> {
     let lighttpd = tool("lighttpd", &["/usr/sbin/lighttpd"]).or_else(|| required("lighttpd"))?;
     let backend = tool("git-http-backend", &["/usr/lib/git-core/git-http-backend"])
         .or_else(|| required("git-http-backend"))?;
@@ -88,6 +120,31 @@ fn start_server(bare_from: &Path) -> Option<Server> {
     );
     let port = free_port();
     let conf = dir.path().join("lighttpd.conf");
+    let extra = if https {
+        let (_, crt, key) = tls(dir.path());
+        std::fs::write(
+            dir.path().join("users"),
+            format!("x-access-token:{TOKEN}\n"),
+        )
+        .unwrap();
+        format!(
+            r#"server.modules += ("mod_openssl", "mod_auth", "mod_authn_file")
+ssl.engine = "enable"
+ssl.pemfile = "{crt}"
+ssl.privkey = "{key}"
+auth.backend = "plain"
+auth.backend.plain.userfile = "{users}"
+$HTTP["url"] =~ "^/git" {{
+  auth.require = ("" => ("method" => "basic", "realm" => "git", "require" => "valid-user"))
+}}
+"#,
+            crt = crt.display(),
+            key = key.display(),
+            users = dir.path().join("users").display()
+        )
+    } else {
+        String::new()
+    };
     std::fs::write(
         &conf,
         format!(
@@ -101,7 +158,7 @@ $HTTP["url"] =~ "^/git" {{
   cgi.assign = ("" => "")
   setenv.add-environment = ("GIT_PROJECT_ROOT" => "{repos}", "GIT_HTTP_EXPORT_ALL" => "1")
 }}
-"#,
+{extra}"#,
             www = dir.path().join("www").display(),
             log = dir.path().join("error.log").display(),
             backend = backend.display(),
@@ -118,7 +175,7 @@ $HTTP["url"] =~ "^/git" {{
     Some(Server {
         child,
         port,
-        _dir: dir,
+        dir,
         bare,
     })
 }
@@ -206,4 +263,53 @@ async fn fetches_over_http_from_git_http_backend() {
     // The source repository was never written by the agent: only the push
     // above changed it.
     assert_eq!(e.run(false, false, || false).await.unwrap().writes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetches_over_https_with_a_token() {
+    let repo = Repo::new();
+    repo.write("docs/README.md", "# Over HTTPS\n\nFetched with a token.\n");
+    repo.commit("one");
+    let Some(server) = start(repo.path(), true) else {
+        return;
+    };
+    let port = server.port;
+    wait_for(
+        "lighttpd listening",
+        Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    // The test CA, as if installed in the container's trust store. This
+    // test binary's only other test does not use TLS.
+    std::env::set_var("SSL_CERT_FILE", server.dir.path().join("ca.pem"));
+    let url = format!("https://127.0.0.1:{port}/git/project.git");
+    let (model, fake) = wiki().await;
+
+    let state_bad = tempfile::tempdir().unwrap();
+    let bad = engine(&url, state_bad.path(), &fake.url(), Some("wrong-token"));
+    let err = bad
+        .run(false, false, || false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("wrong-token") && !err.contains(TOKEN),
+        "{err}"
+    );
+    assert!(err.contains("401") && err.contains("not accepted"), "{err}");
+    assert!(model.pages().is_empty());
+
+    let state = tempfile::tempdir().unwrap();
+    let e = engine(&url, state.path(), &fake.url(), Some(TOKEN));
+    let r = e.run(false, false, || false).await.unwrap();
+    assert_eq!(r.created, 1, "{r:?}");
+    assert!(model.pages_at("docs")[0]
+        .content
+        .contains("Fetched with a token"));
 }
