@@ -250,6 +250,7 @@ fn report_json(r: &Report) -> serde_json::Value {
         "commit": r.commit,
         "full_reconcile": r.full,
         "dry_run": r.dry_run,
+        "up_to_date": r.up_to_date,
         "created": r.created,
         "updated": r.updated,
         "moved": r.moved,
@@ -541,6 +542,12 @@ impl Worker for WikiAgent {
                     "Wiki.js {} reachable, API key accepted; no [source] configured{}",
                     version.as_deref().unwrap_or("?"),
                     if ctx.dry_run { " (dry run)" } else { "" }
+                ))
+                .counter("wiki_pages", pages.unwrap_or(0))
+                .counter("wiki_writes", 0)),
+                Ok(Some(r)) if r.up_to_date => Ok(CycleReport::ok(format!(
+                    "up to date at {}: nothing to do",
+                    r.commit.get(..12).unwrap_or(&r.commit)
                 ))
                 .counter("wiki_pages", pages.unwrap_or(0))
                 .counter("wiki_writes", 0)),

@@ -86,6 +86,9 @@ pub struct Report {
     pub missing_links: Vec<(String, String)>,
     /// Planned only, nothing written.
     pub dry_run: bool,
+    /// Nothing to do: the head was synced already and every document is
+    /// settled (no repository read beyond the head, no Wiki.js request).
+    pub up_to_date: bool,
 }
 
 impl Report {
@@ -170,6 +173,7 @@ impl<W: Wiki> Engine<W> {
             ..Report::default()
         };
         if !force_full && last.as_deref() == Some(head.as_str()) && all_settled {
+            report.up_to_date = true;
             return Ok(report);
         }
         // Snapshot, texts and (when possible) the local change set.

@@ -443,3 +443,54 @@ async fn killed_mid_sync_converges_and_backup_hook() {
         .unwrap()
         .success());
 }
+
+/// A burst of pushes while creates are slow: syncs never overlap (the
+/// runtime's trigger coalesces), so the racing-create gotcha of Wiki.js
+/// never shows: every page exists exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_webhooks_never_duplicates_pages() {
+    let (model, fake) = wiki().await;
+    let repo = repo_with_docs();
+    let e = env(&repo, &fake.url());
+    let (mut agent, port, _) = e.serve(BIN).await;
+    model.set_create_race(Duration::from_millis(30));
+    let before = repo.git(&["rev-parse", "HEAD"]);
+    for i in 0..5 {
+        repo.write(&format!("docs/burst/b{i}.md"), format!("# Burst {i}\n"));
+    }
+    let after = repo.commit("burst");
+    let body = push_payload(&before, &after, &[]);
+    let sends = (0..5).map(|i| {
+        let body = body.clone();
+        async move {
+            let headers = github("push", &format!("burst-{i}"), &body);
+            post(port, "/webhook", &headers, &body).await.0
+        }
+    });
+    let codes = futures_util::future::join_all(sends).await;
+    assert!(codes.iter().all(|c| *c == 202), "{codes:?}");
+    let m = model.clone();
+    wait_for("burst pages visible", Duration::from_secs(20), || {
+        let m = m.clone();
+        async move { (m.pages().len() >= 7).then_some(()) }
+    })
+    .await;
+    // Let any coalesced follow-up cycle finish, then check.
+    let (_, _) = wait_for("loop idle", Duration::from_secs(20), || async move {
+        let (_, s) = get_json(port, "/wiki-agent/status").await?;
+        (s["work"]["running"].is_null() && s["agent"]["queue"]["sync_requested"] == false)
+            .then_some(((), ()))
+    })
+    .await;
+    let pages = model.pages();
+    let mut paths: Vec<&str> = pages.iter().map(|p| p.path.as_str()).collect();
+    paths.sort_unstable();
+    let n = paths.len();
+    paths.dedup();
+    assert_eq!(n, paths.len(), "duplicate pages: {paths:?}");
+    assert_eq!(n, 7);
+    assert!(terminate(&mut agent, Duration::from_secs(15))
+        .await
+        .unwrap()
+        .success());
+}

@@ -347,3 +347,66 @@ async fn dry_run_plans_without_writing() {
     assert!(e.store.docs().unwrap().is_empty());
     assert_eq!(e.store.get("last_commit").unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_retries_5xx_and_reports_guest_keys() {
+    use wikijs_integration::client::{GraphqlWiki, PageInput, Wiki, WikiError};
+    let (model, fake) = wiki().await;
+    let base = agent_runtime::http_client::BaseUrl::parse(&fake.url()).unwrap();
+    let mut client = GraphqlWiki::new(
+        base.clone(),
+        agent_runtime::Secret::new(common::KEY),
+        std::time::Duration::from_secs(5),
+    );
+    client.backoff = vec![std::time::Duration::from_millis(5); 3];
+    // Two 503s, then an answer: retried.
+    model.fail_next(2);
+    assert!(client.list().await.unwrap().is_empty());
+    // More failures than retries: a server error, not a success.
+    model.fail_next(10);
+    assert!(matches!(client.list().await, Err(WikiError::Server(_))));
+    model.recover();
+    let page = PageInput {
+        path: "docs/a".into(),
+        locale: "en".into(),
+        title: "A".into(),
+        description: String::new(),
+        content: "# A".into(),
+        tags: vec!["x".into()],
+        published: true,
+        private: false,
+    };
+    // A create is never retried after a 5xx (it may have been written).
+    model.fail_next(1);
+    assert!(matches!(
+        client.create(&page).await,
+        Err(WikiError::Server(_))
+    ));
+    let id = client.create(&page).await.unwrap();
+    // Errors carry their Wiki.js code and a hint.
+    let dup = client.create(&page).await.unwrap_err();
+    assert_eq!(dup.code(), Some(6002), "{dup}");
+    assert!(dup.to_string().contains("PageDuplicateCreate"), "{dup}");
+    let mut bad = page.clone();
+    bad.path = "docs/a.b".into();
+    assert_eq!(client.create(&bad).await.unwrap_err().code(), Some(6005));
+    assert_eq!(
+        client
+            .move_to(id + 100, "docs/b", "en")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(6003)
+    );
+    // An invalid key is Guest with HTTP 200: writes are refused as Auth.
+    let guest = GraphqlWiki::new(
+        base,
+        agent_runtime::Secret::new("eyJ.not.admin"),
+        std::time::Duration::from_secs(5),
+    );
+    let e = guest.update(id, &page).await.unwrap_err();
+    assert!(matches!(e, WikiError::Auth(_)), "{e}");
+    assert_eq!(model.counts().updates, 0);
+    // Reads still work as Guest (why health needs an admin query).
+    assert_eq!(guest.list().await.unwrap().len(), 1);
+}
