@@ -256,6 +256,7 @@ fn report_json(r: &Report) -> serde_json::Value {
         "moved": r.moved,
         "deleted": r.deleted,
         "uploaded": r.uploaded,
+        "deleted_assets": r.deleted_assets,
         "unchanged": r.unchanged,
         "problems": r.problems,
         "missing_links": r.missing_links.iter().map(|(s, t)| format!("{s}: {t}")).collect::<Vec<_>>(),

@@ -162,6 +162,13 @@ pub trait Wiki: Send + Sync + 'static {
         parent: i64,
         slug: &str,
     ) -> impl Future<Output = Result<(), WikiError>> + Send;
+    /// Assets in a folder: `(id, filename)`.
+    fn assets(
+        &self,
+        folder: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, WikiError>> + Send;
+    /// Deletes an asset by id.
+    fn delete_asset(&self, id: i64) -> impl Future<Output = Result<(), WikiError>> + Send;
     /// Uploads (or overwrites) a file in a folder.
     fn upload(
         &self,
@@ -555,6 +562,42 @@ impl Wiki for GraphqlWiki {
             &q,
             json!({"parentFolderId": parent, "slug": slug, "name": slug}),
             "/assets/createFolder",
+            true,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn assets(&self, folder: i64) -> Result<Vec<(i64, String)>, WikiError> {
+        let q = "query ($folderId: Int!, $kind: AssetKind!) { assets { list(folderId: $folderId, kind: $kind) { id filename } } }";
+        let (data, error) = self
+            .gql(q, json!({"folderId": folder, "kind": "ALL"}), true)
+            .await?;
+        let items = data
+            .pointer("/assets/list")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                WikiError::Protocol(format!("assets.list: {}", error.unwrap_or_default()))
+            })?;
+        Ok(items
+            .iter()
+            .filter_map(|a| {
+                Some((
+                    a.get("id")?.as_i64()?,
+                    a.get("filename")?.as_str()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    async fn delete_asset(&self, id: i64) -> Result<(), WikiError> {
+        let q =
+            format!("mutation ($id: Int!) {{ assets {{ deleteAsset(id: $id) {{ {RESULT} }} }} }}");
+        self.mutate(
+            format!("assets.deleteAsset id {id}"),
+            &q,
+            json!({"id": id}),
+            "/assets/deleteAsset",
             true,
         )
         .await

@@ -78,6 +78,8 @@ pub struct Report {
     pub deleted: u64,
     /// Asset uploads.
     pub uploaded: u64,
+    /// Assets deleted (their file left the repository).
+    pub deleted_assets: u64,
     /// Documents unchanged.
     pub unchanged: u64,
     /// Per-document errors and conflicts.
@@ -94,7 +96,12 @@ pub struct Report {
 impl Report {
     /// Writes made.
     pub fn writes(&self) -> u64 {
-        self.created + self.updated + self.moved + self.deleted + self.uploaded
+        self.created
+            + self.updated
+            + self.moved
+            + self.deleted
+            + self.uploaded
+            + self.deleted_assets
     }
 }
 
@@ -479,12 +486,48 @@ impl<W: Wiki> Engine<W> {
                 Err(e) => report.problems.push(format!("{path}: {e}")),
             }
         }
+        // Assets we uploaded whose file left the repository: found by
+        // folder and name (Wiki.js deletes assets only by id), deleted.
         let known_assets = self.db(|s| s.assets()).await?;
-        for (src, _) in known_assets {
-            if !assets.contains_key(&src) && !dry_run {
-                // Wiki.js 2.5 deletes assets only by id; the file stays in
-                // the wiki and is no longer tracked.
-                self.db(move |s| s.remove_asset(&src)).await?;
+        for (src, url) in known_assets {
+            if assets.contains_key(&src) {
+                continue;
+            }
+            report
+                .plan
+                .push(format!("delete asset /{url} for removed {src}"));
+            if dry_run {
+                continue;
+            }
+            let (folder_path, name) = url.rsplit_once('/').unwrap_or(("", url.as_str()));
+            let folders: Vec<String> = folder_path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let result = match self.find_folder(&folders).await? {
+                Some(folder) => {
+                    let id = self
+                        .wiki
+                        .assets(folder)
+                        .await?
+                        .into_iter()
+                        .find(|(_, n)| n == name)
+                        .map(|(id, _)| id);
+                    match id {
+                        Some(id) => self.wiki.delete_asset(id).await,
+                        None => Ok(()),
+                    }
+                }
+                None => Ok(()),
+            };
+            match result {
+                Ok(()) => {
+                    report.deleted_assets += 1;
+                    self.db(move |s| s.remove_asset(&src)).await?;
+                }
+                Err(e) if e.transient() || matches!(e, WikiError::Auth(_)) => return Err(e.into()),
+                Err(e) => report.problems.push(format!("{src}: {e}")),
             }
         }
 
@@ -720,6 +763,24 @@ impl<W: Wiki> Engine<W> {
         }
         report.problems.push(msg);
         Ok(())
+    }
+
+    /// The id of an existing asset folder path, without creating it.
+    async fn find_folder(&self, folders: &[String]) -> Result<Option<i64>, SyncError> {
+        let mut parent = 0i64;
+        for slug in folders {
+            match self
+                .wiki
+                .folders(parent)
+                .await?
+                .into_iter()
+                .find(|(_, s)| s == slug)
+            {
+                Some((id, _)) => parent = id,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(parent))
     }
 
     async fn ensure_folders(

@@ -128,8 +128,7 @@ fn start(bare_from: &Path, https: bool) -> Option<Server> {
         )
         .unwrap();
         format!(
-            r#"server.modules += ("mod_openssl", "mod_auth", "mod_authn_file")
-ssl.engine = "enable"
+            r#"ssl.engine = "enable"
 ssl.pemfile = "{crt}"
 ssl.privkey = "{key}"
 auth.backend = "plain"
@@ -148,7 +147,7 @@ $HTTP["url"] =~ "^/git" {{
     std::fs::write(
         &conf,
         format!(
-            r#"server.modules = ("mod_alias", "mod_setenv", "mod_cgi")
+            r#"server.modules = ("mod_alias", "mod_setenv", "mod_auth", "mod_authn_file", "mod_openssl", "mod_cgi")
 server.bind = "127.0.0.1"
 server.port = {port}
 server.document-root = "{www}"

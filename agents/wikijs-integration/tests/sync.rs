@@ -158,6 +158,19 @@ async fn edits_renames_deletes_and_image_changes() {
     assert!(model.pages_at("docs/guide/install").is_empty());
     assert!(model.pages().iter().all(|p| p.id != notes_id), "deleted");
     assert_eq!(model.assets()[0].1.data, img, "image re-uploaded");
+    // The image leaves the repository: its asset is deleted.
+    repo.git(&["rm", "-q", "docs/guide/img/Shot 1.png"]);
+    repo.commit("drop image");
+    let r2 = e.run(false, false, || false).await.unwrap();
+    assert_eq!(r2.deleted_assets, 1, "{r2:?}");
+    assert!(model.assets().is_empty());
+    assert!(
+        r2.missing_links
+            .iter()
+            .any(|(_, t)| t == "img/Shot%201.png"),
+        "{:?}",
+        r2.missing_links
+    );
     assert!(r.missing_links.is_empty(), "{:?}", r.missing_links);
     let r = e.run(false, false, || false).await.unwrap();
     assert_eq!(r.writes(), 0, "{r:?}");
