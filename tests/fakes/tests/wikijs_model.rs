@@ -309,3 +309,44 @@ fn guest_reads_but_cannot_write() {
     assert_eq!(got["errors"][0]["message"], "Forbidden");
     assert_eq!(got["data"]["authentication"]["apiState"], Value::Null);
 }
+
+/// 10-concurrency: overlapping creates that introduce a *new* tag: the
+/// losers of the tag insert answer `UniqueViolationError` (errorCode 1),
+/// yet their pages exist, untagged and unrendered.
+#[test]
+fn racing_creates_with_a_new_tag() {
+    let m = Arc::new(model(98));
+    m.set_create_race(Duration::from_millis(50));
+    let t = fixture("10-concurrency.json");
+    let threads: Vec<_> = t
+        .exchanges
+        .iter()
+        .take(4)
+        .map(|ex| {
+            let m = Arc::clone(&m);
+            let req = live(&ex.request);
+            std::thread::spawn(move || {
+                let Some(Answer::Reply { reply, .. }) = m.answer(&req, true) else {
+                    panic!("no answer")
+                };
+                serde_json::from_slice::<Value>(&reply.body).unwrap()
+            })
+        })
+        .collect();
+    let answers: Vec<Value> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let slugs: Vec<&str> = answers
+        .iter()
+        .map(|a| {
+            a["data"]["pages"]["create"]["responseResult"]["slug"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert!(slugs.contains(&"UniqueViolationError"), "{slugs:?}");
+    assert!(slugs.contains(&"ok"), "{slugs:?}");
+    let pages = m.pages_at("fixtures-1/concurrency/same");
+    assert!(pages.len() >= 2, "{pages:?}");
+    let untagged: Vec<_> = pages.iter().filter(|p| p.tags.is_empty()).collect();
+    assert!(!untagged.is_empty());
+    assert!(untagged.iter().all(|p| p.render.is_none()));
+}
