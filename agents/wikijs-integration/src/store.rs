@@ -54,7 +54,47 @@ CREATE TABLE webhook_deliveries (
     provider    TEXT NOT NULL,
     received_at TEXT NOT NULL
 );
+", "
+CREATE TABLE documents_v2 (
+    source_path  TEXT PRIMARY KEY,
+    wiki_path    TEXT NOT NULL,
+    page_id      INTEGER,
+    content_hash TEXT,
+    blob_id      TEXT,
+    state        TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (state IN ('pending', 'creating', 'synced', 'error', 'conflict', 'deleted', 'unpublished')),
+    last_error   TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    updated_at   TEXT NOT NULL
+);
+INSERT INTO documents_v2 (source_path, wiki_path, page_id, content_hash, state, last_error, attempts, updated_at)
+    SELECT source_path, wiki_path, page_id, content_hash, state, last_error, attempts, updated_at FROM documents;
+DROP TABLE documents;
+ALTER TABLE documents_v2 RENAME TO documents;
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "];
+
+/// One row of `documents`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocRow {
+    /// Path relative to the docs folder.
+    pub source_path: String,
+    /// Wiki path it was last written to (or is planned for).
+    pub wiki_path: String,
+    /// The page the integration created (only these are ever touched).
+    pub page_id: Option<i64>,
+    /// Hash of the last written page ([`crate::convert::Page::hash`]).
+    pub content_hash: Option<String>,
+    /// Git blob id of the source at the last write.
+    pub blob_id: Option<String>,
+    /// `pending`, `creating` (a create was sent; adopt the page if it exists),
+    /// `synced`, `error`, `conflict`, `unpublished`.
+    pub state: String,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub attempts: i64,
+}
 
 /// A database problem.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +233,155 @@ impl Store {
         Ok(MIGRATIONS.len())
     }
 
+    /// Every document row.
+    pub fn docs(&self) -> Result<Vec<DocRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT source_path, wiki_path, page_id, content_hash, blob_id, state, last_error, attempts FROM documents ORDER BY source_path")
+            .map_err(self.err("cannot read"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DocRow {
+                    source_path: r.get(0)?,
+                    wiki_path: r.get(1)?,
+                    page_id: r.get(2)?,
+                    content_hash: r.get(3)?,
+                    blob_id: r.get(4)?,
+                    state: r.get(5)?,
+                    last_error: r.get(6)?,
+                    attempts: r.get(7)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("cannot read"))?;
+        Ok(rows)
+    }
+
+    /// Inserts or replaces a document row.
+    pub fn put_doc(&self, d: &DocRow) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO documents (source_path, wiki_path, page_id, content_hash, blob_id, state, last_error, attempts, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                params![d.source_path, d.wiki_path, d.page_id, d.content_hash, d.blob_id, d.state, d.last_error, d.attempts],
+            )
+            .map(|_| ())
+            .map_err(self.err("cannot write a document to"))
+    }
+
+    /// Removes a document row.
+    pub fn remove_doc(&self, source_path: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM documents WHERE source_path = ?1",
+                params![source_path],
+            )
+            .map(|_| ())
+            .map_err(self.err("cannot write to"))
+    }
+
+    /// A key of the `kv` table.
+    pub fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row("SELECT value FROM kv WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err("cannot read"))
+    }
+
+    /// Sets a key of the `kv` table.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(self.err("cannot write to"))
+    }
+
+    /// The blob id an asset was last uploaded with.
+    pub fn asset_hash(&self, source_path: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT content_hash FROM assets WHERE source_path = ?1",
+                params![source_path],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(self.err("cannot read"))
+    }
+
+    /// Records an uploaded asset.
+    pub fn put_asset(
+        &self,
+        source_path: &str,
+        wiki_path: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO assets (source_path, wiki_path, content_hash, updated_at) VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                params![source_path, wiki_path, hash],
+            )
+            .map(|_| ())
+            .map_err(self.err("cannot write to"))
+    }
+
+    /// Asset rows: source path → wiki path.
+    pub fn assets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT source_path, wiki_path FROM assets")
+            .map_err(self.err("cannot read"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("cannot read"))?;
+        Ok(rows)
+    }
+
+    /// Forgets an asset.
+    pub fn remove_asset(&self, source_path: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM assets WHERE source_path = ?1",
+                params![source_path],
+            )
+            .map(|_| ())
+            .map_err(self.err("cannot write to"))
+    }
+
+    /// Records a webhook delivery id; `false` when it was seen before (a
+    /// replay). Keeps the newest 10 000.
+    pub fn record_delivery(&self, id: &str, provider: &str) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "INSERT OR IGNORE INTO webhook_deliveries (delivery_id, provider, received_at) VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                params![id, provider],
+            )
+            .map_err(self.err("cannot write to"))?;
+        conn.execute(
+            "DELETE FROM webhook_deliveries WHERE rowid <= (SELECT MAX(rowid) - 10000 FROM webhook_deliveries)",
+            [],
+        )
+        .map_err(self.err("cannot write to"))?;
+        Ok(n == 1)
+    }
+
+    /// Writes a consistent copy of the database to `dest` (`VACUUM INTO`
+    /// runs in one read transaction, so concurrent writers are fine).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        let target = dest.to_string_lossy().to_string();
+        self.conn()
+            .execute("VACUUM INTO ?1", params![target])
+            .map(|_| ())
+            .map_err(self.err("cannot back up"))
+    }
+
     /// Appends a run.
     pub fn record_run(&self, run: &RunRow<'_>) -> Result<(), StoreError> {
         self.conn()
@@ -249,8 +438,38 @@ impl Store {
             )
             .optional()
             .map_err(self.err("cannot read"))?;
+        let mut errors = Vec::new();
+        let mut stmt = conn
+            .prepare("SELECT source_path, wiki_path, state, last_error, attempts, updated_at FROM documents WHERE state IN ('error', 'conflict') ORDER BY updated_at DESC LIMIT 20")
+            .map_err(self.err("cannot read"))?;
+        let rows: Vec<serde_json::Value> = stmt
+            .query_map([], |r| {
+                Ok(serde_json::json!({
+                    "source_path": r.get::<_, String>(0)?,
+                    "wiki_path": r.get::<_, String>(1)?,
+                    "state": r.get::<_, String>(2)?,
+                    "error": r.get::<_, Option<String>>(3)?,
+                    "attempts": r.get::<_, i64>(4)?,
+                    "at": r.get::<_, String>(5)?,
+                }))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(self.err("cannot read"))?;
+        errors.extend(rows);
+        let last_commit: Option<String> = conn
+            .query_row("SELECT value FROM kv WHERE key = 'last_commit'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err("cannot read"))?;
+        let assets: i64 = conn
+            .query_row("SELECT COUNT(*) FROM assets", [], |r| r.get(0))
+            .map_err(self.err("cannot read"))?;
         Ok(serde_json::json!({
             "documents_by_state": by_state,
+            "assets_total": assets,
+            "last_commit_synced": last_commit,
+            "recent_errors": errors,
             "runs_total": runs,
             "last_run": last,
         }))

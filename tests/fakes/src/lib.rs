@@ -36,6 +36,7 @@
 pub mod addr;
 mod error;
 pub mod fixtures;
+pub mod gql;
 pub mod homeassistant;
 mod lookup;
 pub mod netbox;
@@ -44,6 +45,7 @@ pub mod secret;
 pub mod server;
 pub mod transcript;
 pub mod wikijs;
+pub mod wikijs_model;
 
 pub use error::Error;
 pub use homeassistant::HomeAssistant;
@@ -53,3 +55,4 @@ pub use secret::Secret;
 pub use server::{Handle, Hit, Unrecorded, Upstream};
 pub use transcript::{Exchange, RecordedRequest, RecordedResponse, Transcript};
 pub use wikijs::WikiJs;
+pub use wikijs_model::WikiModel;

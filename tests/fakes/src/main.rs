@@ -4,7 +4,12 @@
 //! ```text
 //! fake-upstreams --netbox 10.213.7.1:8000 --wikijs 10.213.7.1:3000 \
 //!     [--ha 10.213.7.1:8123] [--netbox-token-file F] [--wikijs-key-file F] [--ha-token-file F]
+//!     [--wikijs-stateful]
 //! ```
+//!
+//! `--wikijs-stateful` answers the Wiki.js page and asset API from the
+//! stateful model (`wikijs_model`) instead of replaying, so
+//! wikijs-integration can really sync into it (the sandbox end-to-end run).
 //!
 //! Addresses must be loopback or a sandbox bridge's host address (port 0
 //! picks a free port). Credentials come from files (mode 0600/0400), never
@@ -43,6 +48,10 @@ struct Cli {
     /// File holding a Wiki.js API key to accept as the admin key; mode 0600/0400.
     #[arg(long, value_name = "FILE", requires = "wikijs")]
     wikijs_key_file: Option<PathBuf>,
+    /// Answer Wiki.js pages and assets from the stateful model (creates,
+    /// updates, moves, uploads are kept in memory) instead of replaying.
+    #[arg(long, requires = "wikijs")]
+    wikijs_stateful: bool,
     /// File holding a Home Assistant token to accept; mode 0600/0400.
     #[arg(long, value_name = "FILE", requires = "ha")]
     ha_token_file: Option<PathBuf>,
@@ -65,6 +74,9 @@ async fn start(cli: &Cli) -> Result<Vec<Handle>, Error> {
         let mut fake = WikiJs::new();
         if let Some(k) = secret(cli.wikijs_key_file.as_ref())? {
             fake = fake.with_key(k);
+        }
+        if cli.wikijs_stateful {
+            fake = fake.with_model(std::sync::Arc::new(fake_upstreams::WikiModel::new()));
         }
         handles.push(fake.serve(addr).await?);
     }

@@ -23,7 +23,7 @@ use crate::transcript::Reply;
 use crate::Error;
 
 /// Largest request body read (bytes); larger requests are unrecorded.
-pub const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+pub const MAX_REQUEST_BODY: usize = 8 * 1024 * 1024;
 
 /// The status of the "nothing recorded matches" answer: outside every real
 /// server's vocabulary, so no client can mistake it for a real answer.

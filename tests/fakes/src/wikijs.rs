@@ -17,10 +17,9 @@
 //! Other paths (`GET /healthz`) match on method and path; a route recorded
 //! without credentials ignores them. Anything else is unrecorded (599).
 //!
-//! Extension point for issue 10 (docs sync): `pages.create`/`update`/
-//! `delete`/`move` mutations and the reads that follow them (answered in the
-//! shapes of `02`–`07`) go into [`Upstream::answer`] ahead of the replay
-//! lookup, with the page store behind a `Mutex` in [`WikiJsFake`].
+//! Stateful mode ([`WikiJs::with_model`], issue 10's docs sync): the page
+//! and asset API (GraphQL, `POST /u`, asset GETs) is answered by a
+//! [`WikiModel`] ahead of the replay lookup; see [`crate::wikijs_model`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +31,7 @@ use crate::lookup;
 use crate::secret::Secret;
 use crate::server::{describe_auth, serve, Answer, Handle, LiveRequest, Upstream};
 use crate::transcript::{Recorded, Transcript};
+use crate::wikijs_model::WikiModel;
 use crate::{fixtures, Error};
 
 const ADMIN: &str = "Bearer <API_KEY>";
@@ -43,6 +43,7 @@ const GUESTS: [&str; 2] = ["Bearer <TAMPERED_API_KEY>", "Bearer not-a-jwt"];
 pub struct WikiJs {
     key: Option<Secret>,
     extra: Vec<Transcript>,
+    model: Option<Arc<WikiModel>>,
 }
 
 impl WikiJs {
@@ -65,11 +66,21 @@ impl WikiJs {
         self
     }
 
+    /// Answers the page and asset API from `model` (stateful, see
+    /// [`crate::wikijs_model`]) instead of the transcripts; `/healthz` and
+    /// revoked keys are still replayed.
+    #[must_use]
+    pub fn with_model(mut self, model: Arc<WikiModel>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
     /// The fake, ready to serve.
     pub fn build(self) -> Result<WikiJsFake, Error> {
         Ok(WikiJsFake {
             recorded: fixtures::recorded(fixtures::WIKIJS, self.extra)?,
             key: self.key,
+            model: self.model,
         })
     }
 
@@ -101,6 +112,7 @@ pub enum KeyClass {
 pub struct WikiJsFake {
     recorded: Vec<Recorded>,
     key: Option<Secret>,
+    model: Option<Arc<WikiModel>>,
 }
 
 /// A GraphQL request body, normalized for comparison.
@@ -210,6 +222,13 @@ impl Upstream for WikiJsFake {
 
     fn answer(&self, req: &LiveRequest) -> Answer {
         let class = self.classify(req.authorization());
+        if let Some(model) = &self.model {
+            if class != KeyClass::Revoked {
+                if let Some(answer) = model.answer(req, class == KeyClass::Admin) {
+                    return answer;
+                }
+            }
+        }
         if req.method == Method::POST && req.path_and_query == "/graphql" {
             return self.graphql(req, &class);
         }
