@@ -39,6 +39,10 @@ trap 'rm -f "$tmp"' EXIT
   echo
   cargo bench -q -p oneld --bench backup 2>/dev/null
   echo
+  echo "## wikijs-integration: sync into Wiki.js (stateful fake, loopback)"
+  echo
+  cargo bench -q -p wikijs-integration --bench sync 2>/dev/null
+  echo
   echo "## Supervision at scale"
   echo
   cargo bench -q -p oneld --bench supervise 2>/dev/null

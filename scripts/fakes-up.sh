@@ -64,7 +64,7 @@ secret "$DEMO/netbox-token" "nbt_$(rand 12).$(rand 40)"
 secret "$DEMO/wikijs-key" "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.$(rand 64).$(rand 86)"
 chmod 0600 "$DEMO/netbox-token" "$DEMO/wikijs-key"
 args=(--netbox "$NETBOX" --netbox-token-file "$DEMO/netbox-token"
-      --wikijs "$WIKIJS" --wikijs-key-file "$DEMO/wikijs-key")
+      --wikijs "$WIKIJS" --wikijs-key-file "$DEMO/wikijs-key" --wikijs-stateful)
 want=2
 if [ "${FAKES_HA:-0}" = 1 ]; then
   secret "$DEMO/ha-token" "$(rand 64)"

@@ -17,6 +17,8 @@ APT_PACKAGES=(
   build-essential pkg-config
   dpkg-dev       # dpkg-shlibdeps for the .deb's Depends (make deb)
   lintian        # make deb-check
+  git            # wikijs-integration's tests build real repositories
+  lighttpd       # ...and serve them over HTTP(S) with git http-backend
 )
 
 if [ "$(id -u)" -ne 0 ]; then
