@@ -14,7 +14,8 @@ export PVE_SANDBOX_MIRROR
 TEMPLATE := debian-12-standard_12.12-1_amd64.tar.zst
 
 .PHONY: help deps build daemon-bin agents-bin fakes-bin sandbox-bin template sandbox sandbox-down demo \
-        test test-fast test-sandbox lint fmt bench man clean debs deb deb-old deb-check
+        test test-fast test-sandbox lint fmt bench man clean debs deb deb-old deb-check \
+        crash faults
 
 help:
 	@echo "make demo          set everything up and run the main job on the sandbox node"
@@ -22,6 +23,8 @@ help:
 	@echo "make test-fast     cargo test, no root needed"
 	@echo "make lint          fmt --check, clippy -D warnings, rustdoc -D warnings, cargo deny"
 	@echo "make bench         print the performance figures (bench/results.md)"
+	@echo "make crash         the crash campaign: SIGKILL 1ldd mid-operation, 20 trials per kind (root)"
+	@echo "make faults        the fault campaign: host commands fail, hang, print garbage; disk full (root)"
 	@echo "make man           generate the man pages (1ldctl.1, 1ldd.8) into target/man/"
 	@echo "make sandbox       build the sandbox PVE node and bring it up"
 	@echo "make sandbox-down  remove every sandbox container, the bridge and dnsmasq"
@@ -118,6 +121,17 @@ test-sandbox: deps sandbox-bin agents-bin template debs deb-old
 	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace -- --test-threads=1
 
 test: deps lint deb-check test-fast test-sandbox
+
+# The campaigns in full (make test runs them bounded: 2 crash trials per kind).
+# CRASH_SEED=<n> replays a run.
+crash: deps sandbox-bin agents-bin template
+	ONELD_CRASH_TRIALS=$${CRASH_TRIALS:-20} ONELD_CRASH_SEED=$${CRASH_SEED:-} \
+	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) \
+	$(CARGO) test -p oneld --test api crash:: -- --test-threads=1 --nocapture
+
+faults: deps sandbox-bin agents-bin template
+	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) \
+	$(CARGO) test -p oneld --test api -- --test-threads=1 --nocapture faults:: root_failures_at_each_step
 
 bench: deps sandbox-bin agents-bin template
 	PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) bash scripts/bench.sh

@@ -27,6 +27,9 @@ mod deployments;
 #[path = "api/events.rs"]
 mod events;
 
+#[path = "api/faults.rs"]
+mod faults;
+
 #[path = "api/logs.rs"]
 mod logs;
 

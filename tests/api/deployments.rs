@@ -656,7 +656,7 @@ impl Node {
             .collect()
     }
 
-    fn faults(&self, rules: &[&str]) {
+    pub(crate) fn faults(&self, rules: &[&str]) {
         std::fs::write(self.node.path("etc/faults"), rules.join("\n") + "\n").expect("faults");
         let _ = std::fs::remove_file(self.node.path("run/faults.used"));
     }
