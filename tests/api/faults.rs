@@ -135,7 +135,8 @@ async fn root_fault_campaign_fails_clearly_and_leaves_nothing() {
     let verify = format!("/v1/backups/{volid}/verify");
     let upgrade = "/v1/deployments/nb/upgrade".to_string();
     // (what, fault rules, method, path, body, expected in the error)
-    let cases: Vec<(&str, Vec<String>, &str, String, Value, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<String>, &'a str, String, Value, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "vzdump fails (locked)",
             vec![format!(
