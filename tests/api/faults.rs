@@ -136,7 +136,7 @@ async fn root_fault_campaign_fails_clearly_and_leaves_nothing() {
     let upgrade = "/v1/deployments/nb/upgrade".to_string();
     // (what, fault rules, method, path, body, expected in the error)
     type Case<'a> = (&'a str, Vec<String>, &'a str, String, Value, &'a str);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "vzdump fails (locked)",
             vec![format!(
