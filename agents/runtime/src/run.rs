@@ -411,6 +411,15 @@ async fn serve<A: Agent>(cli: &Cli, shutdown: CancellationToken) -> Result<(), S
             checks: checks.clone(),
             status_path: A::INFO.status_path,
             status,
+            routes: A::has_routes().then(|| {
+                let agent = Arc::clone(&agent);
+                let f: server::RouteFn = Arc::new(move |req| {
+                    let agent = Arc::clone(&agent);
+                    Box::pin(async move { agent.route(req).await })
+                });
+                f
+            }),
+            max_body: agent.max_request_body(),
         },
         server_stop.clone(),
         Duration::from_secs(5),

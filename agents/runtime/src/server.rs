@@ -25,6 +25,32 @@ use crate::health::Checks;
 /// Produces the status document on each request.
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// A request for an agent's own routes ([`crate::Worker::route`]), with the
+/// body already read (at most [`crate::Worker::max_request_body`] bytes).
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    /// Method.
+    pub method: Method,
+    /// Path without the query.
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// Headers as received.
+    pub headers: hyper::HeaderMap,
+    /// The raw body bytes (webhook signatures are computed over these).
+    pub body: Bytes,
+}
+
+/// An agent's reply to one of its own routes.
+pub type AgentResponse = Response<Full<Bytes>>;
+
+/// Future returned by a [`RouteFn`].
+pub type RouteFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<AgentResponse>> + Send>>;
+
+/// The agent's own routes: `None` means "not mine" (404).
+pub type RouteFn = Arc<dyn Fn(AgentRequest) -> RouteFuture + Send + Sync>;
+
 /// What the endpoints serve.
 #[derive(Clone)]
 pub struct Endpoints {
@@ -34,6 +60,10 @@ pub struct Endpoints {
     pub status_path: &'static str,
     /// The status document.
     pub status: StatusFn,
+    /// The agent's own routes, tried for any other path.
+    pub routes: Option<RouteFn>,
+    /// Largest body read for the agent's routes (413 beyond).
+    pub max_body: usize,
 }
 
 impl std::fmt::Debug for Endpoints {
@@ -78,6 +108,73 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
         &serde_json::json!({"error": {"code": code, "message": message}}),
         false,
     )
+}
+
+/// A JSON error response in the project's one error body.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    error(status, code, message)
+}
+
+/// A JSON response (pretty, `no-store`).
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    json(status, value, false)
+}
+
+/// Reads the body (bounded) and passes the request to the agent's routes.
+async fn route(
+    endpoints: &Endpoints,
+    routes: &RouteFn,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!("the body is larger than {} bytes", endpoints.max_body),
+        )
+    };
+    if declared.is_some_and(|n| n > endpoints.max_body) {
+        return too_large();
+    }
+    let body = match http_body_util::Limited::new(body, endpoints.max_body)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return too_large(),
+    };
+    let request = AgentRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers: parts.headers,
+        body,
+    };
+    match routes(request).await {
+        Some(resp) => resp,
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no such endpoint; try /health or {}", endpoints.status_path),
+        ),
+    }
+}
+
+/// Answers one request, including the agent's own routes.
+pub async fn handle_any(endpoints: &Endpoints, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = path == "/health" || path == endpoints.status_path;
+    match (&endpoints.routes, known) {
+        (Some(routes), false) => route(endpoints, routes, req).await,
+        _ => handle(endpoints, &req).await,
+    }
 }
 
 /// Answers one request.
@@ -154,7 +251,7 @@ pub async fn serve(
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let endpoints = Arc::clone(&endpoints);
-                async move { Ok::<_, Infallible>(handle(&endpoints, &req).await) }
+                async move { Ok::<_, Infallible>(handle_any(&endpoints, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

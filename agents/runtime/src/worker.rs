@@ -213,6 +213,30 @@ pub trait Worker: Send + Sync + 'static {
     fn status(&self) -> serde_json::Value {
         serde_json::Value::Null
     }
+
+    /// Whether the agent serves routes of its own ([`Worker::route`]); when
+    /// false (the default) every other path is a 404 as before.
+    fn has_routes() -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+
+    /// The agent's own HTTP routes (webhooks, actions, metrics): any path
+    /// other than `/health` and the status path. `None` is a 404.
+    fn route(
+        &self,
+        _req: crate::server::AgentRequest,
+    ) -> impl Future<Output = Option<crate::server::AgentResponse>> + Send {
+        async { None }
+    }
+
+    /// Largest request body read for [`Worker::route`]; larger ones get 413
+    /// before the agent sees them.
+    fn max_request_body(&self) -> usize {
+        64 * 1024
+    }
 }
 
 /// Outcome of one cycle, as recorded.
