@@ -1,0 +1,6 @@
+//! Discovery sources. Each returns hosts in the source-neutral model
+//! ([`crate::model::Host`]); none talks to NetBox.
+
+pub mod inventory;
+pub mod proxmox;
+pub mod scan;
