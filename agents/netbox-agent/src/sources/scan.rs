@@ -81,6 +81,8 @@ pub struct ScanReport {
     pub took: Duration,
     /// ICMP mode used.
     pub icmp: IcmpMode,
+    /// Of `took`, the time spent on reverse DNS.
+    pub rdns: Duration,
 }
 
 /// The addresses a config allows: inside a `cidrs` entry, outside every
@@ -309,13 +311,28 @@ pub async fn scan(cfg: &ScanConfig) -> Result<ScanReport, String> {
         up.entry(*ip).or_insert((prefix, Vec::new()));
     }
     let arp = neighbours(&std::fs::read_to_string("/proc/net/arp").unwrap_or_default());
+    // Reverse DNS, `concurrency` lookups at a time.
+    let rdns_started = Instant::now();
+    let mut names: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    if cfg.reverse_dns {
+        let mut lookups = tokio::task::JoinSet::new();
+        for ip in up.keys().copied() {
+            let sem = Arc::clone(&sem);
+            lookups.spawn(async move {
+                let _permit = sem.acquire().await;
+                (ip, reverse(ip).await)
+            });
+        }
+        while let Some(r) = lookups.join_next().await {
+            if let Ok((ip, Some(n))) = r {
+                names.insert(ip, n);
+            }
+        }
+    }
+    let rdns = rdns_started.elapsed();
     let mut found = Vec::new();
     for (ip, (prefix, open)) in up {
-        let name = if cfg.reverse_dns {
-            reverse(ip).await
-        } else {
-            None
-        };
+        let name = names.remove(&ip);
         found.push(Found {
             ip,
             prefix,
@@ -331,6 +348,7 @@ pub async fn scan(cfg: &ScanConfig) -> Result<ScanReport, String> {
         packets: packets.load(Ordering::Relaxed),
         took: started.elapsed(),
         icmp: mode,
+        rdns,
     })
 }
 
