@@ -293,9 +293,26 @@ pub struct Secrets {
     /// NetBox API token: a v2 token `nbt_<key>.<secret>` or a legacy 40-char
     /// v1 token.
     pub netbox_token: Secret,
-    /// The Proxmox API token's secret (UUID).
-    #[serde(default)]
+    /// The Proxmox API token's secret (UUID). A string, or a list of zero or
+    /// one string (what 1ld's manifest renders for an unset optional secret).
+    #[serde(default, deserialize_with = "zero_or_one")]
     pub proxmox_token_secret: Option<Secret>,
+}
+
+fn zero_or_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrList {
+        One(Secret),
+        List(Vec<Secret>),
+    }
+    match OneOrList::deserialize(d)? {
+        OneOrList::One(s) => Ok(Some(s)),
+        OneOrList::List(mut v) if v.len() <= 1 => Ok(v.pop().filter(|s| !s.is_blank())),
+        OneOrList::List(_) => Err(serde::de::Error::custom(
+            "expected one secret (a string), not a list of several",
+        )),
+    }
 }
 
 /// An IPv4 network `a.b.c.d/len`.
@@ -550,6 +567,24 @@ mod tests {
         let e = cfg.validate().unwrap_err();
         assert_eq!(e.key, "netbox.url");
         assert!(e.message.contains("https"), "{e}");
+    }
+
+    #[test]
+    fn optional_secret_as_string_or_short_list() {
+        let s: Secrets =
+            toml::from_str("netbox_token = \"t\"\nproxmox_token_secret = []\n").unwrap();
+        assert!(s.proxmox_token_secret.is_none());
+        let s: Secrets =
+            toml::from_str("netbox_token = \"t\"\nproxmox_token_secret = [\"u\"]\n").unwrap();
+        assert_eq!(s.proxmox_token_secret.unwrap().expose(), "u");
+        let s: Secrets =
+            toml::from_str("netbox_token = \"t\"\nproxmox_token_secret = \"u\"\n").unwrap();
+        assert_eq!(s.proxmox_token_secret.unwrap().expose(), "u");
+        // (The runtime's secrets loader redacts parse messages.)
+        assert!(toml::from_str::<Secrets>(
+            "netbox_token = \"t\"\nproxmox_token_secret = [\"a\", \"b\"]\n"
+        )
+        .is_err());
     }
 
     #[test]
