@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use agent_runtime::testing::{get_json, run_to_end, terminate, wait_for, write_file, AgentEnv};
@@ -192,4 +193,88 @@ async fn the_scan_finds_a_loopback_listener() {
         devices[0]["custom_fields"]["discovery_source"],
         "network_scan"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxmox_guests_become_vms_and_a_destroyed_one_is_orphaned_then_pruned() {
+    let nb = netbox().await;
+    let pve = fake_upstreams::ProxmoxFake::new(
+        "netbox@pve!agent",
+        "0b6e6a37-5c1b-4d54-9e3e-6c1d1b0b0c11",
+    )
+    .serve("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+    let src = format!(
+        "[sync]\nfull_sync_interval_s = 0\nprune_after_days = 0\n[sources.proxmox]\nenabled = true\nurl = \"{}\"\ntoken_id = \"netbox@pve!agent\"\n",
+        pve.handle.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let e = AgentEnv::new(
+        dir,
+        "netbox_token = \"<TOKEN>\"\nproxmox_token_secret = \"0b6e6a37-5c1b-4d54-9e3e-6c1d1b0b0c11\"\n",
+        0o600,
+        &src,
+        "netbox",
+        &nb.url(),
+    );
+    let (code, out, err) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !out.contains("0b6e6a37") && !err.contains("0b6e6a37"),
+        "secret leaked"
+    );
+    let vms = nb.model.objects("virtualization/virtual-machines");
+    let names: BTreeSet<&str> = vms.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["web01", "db01", "dns"]),
+        "the template is skipped"
+    );
+    let web = vms.iter().find(|v| v["name"] == "web01").unwrap();
+    assert_eq!(web["cluster"]["name"], "homelab");
+    assert_eq!(web["memory"], 2048);
+    assert_eq!(
+        web["primary_ip4"]["address"], "192.168.1.140/24",
+        "from the guest agent"
+    );
+    let dns = vms.iter().find(|v| v["name"] == "dns").unwrap();
+    assert_eq!(dns["role"]["name"], "Container");
+    assert_eq!(dns["primary_ip4"]["address"], "192.168.1.150/24");
+    let db = vms.iter().find(|v| v["name"] == "db01").unwrap();
+    assert!(db["primary_ip4"].is_null(), "no guest agent, no address");
+    let node = &nb.model.objects("dcim/devices")[0];
+    assert_eq!(node["name"], "pve1");
+    assert_eq!(node["primary_ip4"]["address"], "192.168.1.10/24");
+    let macs: BTreeSet<String> = nb
+        .model
+        .objects("dcim/mac-addresses")
+        .iter()
+        .map(|m| m["mac_address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(macs.contains("BC:24:11:00:01:50"), "{macs:?}");
+
+    // The container is destroyed: orphaned on the next (full) sync, pruned
+    // on the one after, with its interface, MAC and IP.
+    pve.fake.destroy(150);
+    let (code, out, _) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+    assert_eq!(code, 0, "{out}");
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["counters"]["orphaned"], 4, "{record}");
+    assert_eq!(nb.model.count("virtualization/virtual-machines"), 3);
+    let (code, out, _) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+    assert_eq!(code, 0, "{out}");
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["counters"]["pruned"], 4, "{record}");
+    assert_eq!(nb.model.count("virtualization/virtual-machines"), 2);
+    assert!(!nb
+        .model
+        .objects("ipam/ip-addresses")
+        .iter()
+        .any(|i| i["address"] == "192.168.1.150/24"));
+    // Then nothing more to do.
+    let before = nb.model.stats().write_requests;
+    let (code, _, _) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(nb.model.stats().write_requests, before);
 }
