@@ -30,10 +30,10 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 
 use crate::client::Client;
-use crate::config::{Config, ProxmoxConfig, ScanConfig, Secrets};
+use crate::config::{Config, HomeAssistantConfig, ProxmoxConfig, ScanConfig, Secrets};
 use crate::model::{merge, Host, Source};
 use crate::netbox::{self, ApiCheck};
-use crate::sources::{inventory, proxmox, scan};
+use crate::sources::{homeassistant, inventory, proxmox, scan};
 use crate::sync::{self, Counts, SyncSettings};
 
 /// Per-source state kept between cycles.
@@ -84,6 +84,8 @@ pub struct NetboxAgent {
     inventory_files: Vec<PathBuf>,
     proxmox: ProxmoxConfig,
     proxmox_secret: Option<Secret>,
+    home_assistant: HomeAssistantConfig,
+    ha_token: Option<Secret>,
     shared: Mutex<Shared>,
 }
 
@@ -128,9 +130,21 @@ impl NetboxAgent {
                 };
                 px.discover().await.map(|h| (h, serde_json::Value::Null))
             }
-            Source::Truenas | Source::HomeAssistant => {
-                Err("not implemented in this version".into())
+            Source::HomeAssistant => {
+                let base = BaseUrl::parse(&self.home_assistant.url).map_err(|e| e.to_string())?;
+                let token = self
+                    .ha_token
+                    .as_ref()
+                    .ok_or("home_assistant_token is missing from the secrets file")?;
+                let ha = homeassistant::HomeAssistant {
+                    base: &base,
+                    token,
+                    timeout: self.timeout,
+                    prefix_length: self.home_assistant.prefix_length,
+                };
+                ha.discover().await.map(|h| (h, serde_json::Value::Null))
             }
+            Source::Truenas => Err("not implemented in this version".into()),
         }
     }
 
@@ -292,6 +306,18 @@ impl Agent for NetboxAgent {
                 setup.settings.secrets_file.display()
             )));
         }
+        if cfg.sources.home_assistant.enabled
+            && setup
+                .secrets
+                .home_assistant_token
+                .as_ref()
+                .is_none_or(Secret::is_blank)
+        {
+            return Err(BuildError::Failed(format!(
+                "sources.home_assistant is enabled but home_assistant_token in {} is missing or empty",
+                setup.settings.secrets_file.display()
+            )));
+        }
         let timeout = Duration::from_secs(cfg.netbox.timeout_s);
         let client = Client::new(
             base.clone(),
@@ -311,6 +337,11 @@ impl Agent for NetboxAgent {
                 Source::Proxmox,
                 cfg.sources.proxmox.enabled,
                 cfg.sources.proxmox.interval_s,
+            ),
+            (
+                Source::HomeAssistant,
+                cfg.sources.home_assistant.enabled,
+                cfg.sources.home_assistant.interval_s,
             ),
             (
                 Source::NetworkScan,
@@ -369,6 +400,8 @@ impl Agent for NetboxAgent {
             inventory_files: files.clone(),
             proxmox: cfg.sources.proxmox,
             proxmox_secret: setup.secrets.proxmox_token_secret,
+            home_assistant: cfg.sources.home_assistant,
+            ha_token: setup.secrets.home_assistant_token,
             shared: Mutex::new(Shared {
                 sources,
                 inventory_fp: inventory::fingerprint(&files),

@@ -268,13 +268,40 @@ pub struct ProxmoxConfig {
     pub cluster: Option<String>,
 }
 
-/// `[sources.home_assistant]` (not implemented in this version).
-#[derive(Debug, Default, Deserialize)]
+/// `[sources.home_assistant]`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HomeAssistantConfig {
-    /// Default false; true is refused.
+    /// Default false.
     #[serde(default)]
     pub enabled: bool,
+    /// Seconds between runs (0: every cycle).
+    #[serde(default)]
+    pub interval_s: u64,
+    /// `http://homeassistant.lan:8123` (REST under `/api/`, WebSocket at
+    /// `/api/websocket`); plain http only in this version. The long-lived
+    /// token is `home_assistant_token` in the secrets file.
+    #[serde(default)]
+    pub url: String,
+    /// Prefix length given to the addresses Home Assistant reports (it
+    /// reports bare addresses). Default 24.
+    #[serde(default = "default_ha_prefix")]
+    pub prefix_length: u8,
+}
+
+fn default_ha_prefix() -> u8 {
+    24
+}
+
+impl Default for HomeAssistantConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval_s: 0,
+            url: String::new(),
+            prefix_length: default_ha_prefix(),
+        }
+    }
 }
 
 /// `[sources.truenas]` (not implemented in this version).
@@ -293,6 +320,9 @@ pub struct Secrets {
     /// NetBox API token: a v2 token `nbt_<key>.<secret>` or a legacy 40-char
     /// v1 token.
     pub netbox_token: Secret,
+    /// Home Assistant long-lived access token (same 0/1-list rule).
+    #[serde(default, deserialize_with = "zero_or_one")]
+    pub home_assistant_token: Option<Secret>,
     /// The Proxmox API token's secret (UUID). A string, or a list of zero or
     /// one string (what 1ld's manifest renders for an unset optional secret).
     #[serde(default, deserialize_with = "zero_or_one")]
@@ -402,11 +432,16 @@ impl Config {
             ));
         }
         let s = &self.sources;
-        if s.home_assistant.enabled {
-            return Err(Invalid::new(
-                "sources.home_assistant.enabled",
-                format!("the home_assistant source is not implemented in netbox-agent {}; set it to false", env!("CARGO_PKG_VERSION")),
-            ));
+        let ha = &s.home_assistant;
+        if ha.enabled {
+            BaseUrl::parse(&ha.url)
+                .map_err(|e| Invalid::new("sources.home_assistant.url", e.to_string()))?;
+            if !(8..=32).contains(&ha.prefix_length) {
+                return Err(Invalid::new(
+                    "sources.home_assistant.prefix_length",
+                    "must be 8..=32",
+                ));
+            }
         }
         if s.truenas.enabled {
             return Err(Invalid::new(

@@ -278,3 +278,59 @@ async fn proxmox_guests_become_vms_and_a_destroyed_one_is_orphaned_then_pruned()
     assert_eq!(code, 0);
     assert_eq!(nb.model.stats().write_requests, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn home_assistant_trackers_become_devices() {
+    let nb = netbox().await;
+    // REST replayed from the HA 2025.4.4 recordings, WebSocket registries
+    // answered with the recorded results (see tests/fakes).
+    let ha = fake_upstreams::HomeAssistant::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let src = format!(
+        "[sources.home_assistant]\nenabled = true\nurl = \"{}\"\n",
+        ha.url()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let e = AgentEnv::new(
+        dir,
+        "netbox_token = \"<TOKEN>\"\nhome_assistant_token = \"<TOKEN>\"\n",
+        0o600,
+        &src,
+        "netbox",
+        &nb.url(),
+    );
+    let (code, out, err) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(ha.unrecorded().is_empty(), "{:?}", ha.unrecorded());
+    let devices = nb.model.objects("dcim/devices");
+    let names: BTreeSet<&str> = devices
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["nas", "printer"]), "{devices:?}");
+    let nas = devices.iter().find(|d| d["name"] == "nas").unwrap();
+    assert_eq!(nas["primary_ip4"]["address"], "198.51.100.23/24");
+    assert_eq!(
+        nas["custom_fields"]["agent_source_id"],
+        "ha:mac:02:42:C6:33:64:17"
+    );
+    assert_eq!(nas["role"]["name"], "Home device");
+
+    // A refused token: the source fails with a clear message, nothing changes.
+    let dir = tempfile::tempdir().unwrap();
+    let e = AgentEnv::new(
+        dir,
+        "netbox_token = \"<TOKEN>\"\nhome_assistant_token = \"not-a-valid-token\"\n",
+        0o600,
+        &src,
+        "netbox",
+        &nb.url(),
+    );
+    let before = nb.model.stats().write_requests;
+    let (code, out, _) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+    assert_eq!(code, 1, "partial: {out}");
+    assert!(out.contains("Home Assistant refused the token"), "{out}");
+    assert!(!out.contains("not-a-valid-token"), "{out}");
+    assert_eq!(nb.model.stats().write_requests, before);
+}
