@@ -30,10 +30,12 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 
 use crate::client::Client;
-use crate::config::{Config, HomeAssistantConfig, ProxmoxConfig, ScanConfig, Secrets};
+use crate::config::{
+    Config, HomeAssistantConfig, ProxmoxConfig, ScanConfig, Secrets, TruenasConfig,
+};
 use crate::model::{merge, Host, Source};
 use crate::netbox::{self, ApiCheck};
-use crate::sources::{homeassistant, inventory, proxmox, scan};
+use crate::sources::{homeassistant, inventory, proxmox, scan, truenas};
 use crate::sync::{self, Counts, SyncSettings};
 
 /// Per-source state kept between cycles.
@@ -86,6 +88,8 @@ pub struct NetboxAgent {
     proxmox_secret: Option<Secret>,
     home_assistant: HomeAssistantConfig,
     ha_token: Option<Secret>,
+    truenas: TruenasConfig,
+    truenas_key: Option<Secret>,
     shared: Mutex<Shared>,
 }
 
@@ -144,7 +148,22 @@ impl NetboxAgent {
                 };
                 ha.discover().await.map(|h| (h, serde_json::Value::Null))
             }
-            Source::Truenas => Err("not implemented in this version".into()),
+            Source::Truenas => {
+                let base = BaseUrl::parse(&self.truenas.url).map_err(|e| e.to_string())?;
+                let key = self
+                    .truenas_key
+                    .as_ref()
+                    .ok_or("truenas_api_key is missing from the secrets file")?;
+                let tn = truenas::Truenas {
+                    base: &base,
+                    key,
+                    timeout: self.timeout,
+                    api: self.truenas.api,
+                };
+                tn.discover()
+                    .await
+                    .map(|(h, api)| (h, serde_json::json!({"api": api})))
+            }
         }
     }
 
@@ -306,6 +325,18 @@ impl Agent for NetboxAgent {
                 setup.settings.secrets_file.display()
             )));
         }
+        if cfg.sources.truenas.enabled
+            && setup
+                .secrets
+                .truenas_api_key
+                .as_ref()
+                .is_none_or(Secret::is_blank)
+        {
+            return Err(BuildError::Failed(format!(
+                "sources.truenas is enabled but truenas_api_key in {} is missing or empty",
+                setup.settings.secrets_file.display()
+            )));
+        }
         if cfg.sources.home_assistant.enabled
             && setup
                 .secrets
@@ -337,6 +368,11 @@ impl Agent for NetboxAgent {
                 Source::Proxmox,
                 cfg.sources.proxmox.enabled,
                 cfg.sources.proxmox.interval_s,
+            ),
+            (
+                Source::Truenas,
+                cfg.sources.truenas.enabled,
+                cfg.sources.truenas.interval_s,
             ),
             (
                 Source::HomeAssistant,
@@ -402,6 +438,8 @@ impl Agent for NetboxAgent {
             proxmox_secret: setup.secrets.proxmox_token_secret,
             home_assistant: cfg.sources.home_assistant,
             ha_token: setup.secrets.home_assistant_token,
+            truenas: cfg.sources.truenas,
+            truenas_key: setup.secrets.truenas_api_key,
             shared: Mutex::new(Shared {
                 sources,
                 inventory_fp: inventory::fingerprint(&files),

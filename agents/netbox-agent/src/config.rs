@@ -304,13 +304,38 @@ impl Default for HomeAssistantConfig {
     }
 }
 
-/// `[sources.truenas]` (not implemented in this version).
+/// `[sources.truenas]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TruenasConfig {
-    /// Default false; true is refused.
+    /// Default false.
     #[serde(default)]
     pub enabled: bool,
+    /// Seconds between runs (0: every cycle).
+    #[serde(default)]
+    pub interval_s: u64,
+    /// `http://host[:port]`: the JSON-RPC WebSocket is `ws://…/api/current`,
+    /// the REST fallback `http://…/api/v2.0/`. Plain http/ws only in this
+    /// version, and TrueNAS revokes API keys used over plain transport to a
+    /// non-local address, so only a local TrueNAS (loopback) is accepted.
+    #[serde(default)]
+    pub url: String,
+    /// `auto` (WebSocket, then REST), `websocket` or `rest`.
+    #[serde(default)]
+    pub api: TruenasApi,
+}
+
+/// Which TrueNAS API to use.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruenasApi {
+    /// JSON-RPC over WebSocket (25.04+), REST v2.0 when that fails.
+    #[default]
+    Auto,
+    /// JSON-RPC over WebSocket only.
+    Websocket,
+    /// REST v2.0 only (≤ 24.10).
+    Rest,
 }
 
 /// The secrets file.
@@ -323,6 +348,9 @@ pub struct Secrets {
     /// Home Assistant long-lived access token (same 0/1-list rule).
     #[serde(default, deserialize_with = "zero_or_one")]
     pub home_assistant_token: Option<Secret>,
+    /// TrueNAS API key (same 0/1-list rule).
+    #[serde(default, deserialize_with = "zero_or_one")]
+    pub truenas_api_key: Option<Secret>,
     /// The Proxmox API token's secret (UUID). A string, or a list of zero or
     /// one string (what 1ld's manifest renders for an unset optional secret).
     #[serde(default, deserialize_with = "zero_or_one")]
@@ -443,14 +471,28 @@ impl Config {
                 ));
             }
         }
-        if s.truenas.enabled {
-            return Err(Invalid::new(
-                "sources.truenas.enabled",
-                format!(
-                    "the truenas source is not implemented in netbox-agent {}; set it to false",
-                    env!("CARGO_PKG_VERSION")
-                ),
-            ));
+        let tn = &s.truenas;
+        if tn.enabled {
+            let base = BaseUrl::parse(&tn.url)
+                .map_err(|e| Invalid::new("sources.truenas.url", e.to_string()))?;
+            let host = base
+                .authority()
+                .rsplit_once(':')
+                .map_or(base.authority(), |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let local = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !local {
+                return Err(Invalid::new(
+                    "sources.truenas.url",
+                    format!(
+                        "`{}` is plain http/ws to a non-local host: TrueNAS (25.04+) revokes an API key used that way, and this version has no TLS; only a TrueNAS on this host (127.0.0.1/localhost) can be read until https/wss support lands",
+                        tn.url
+                    ),
+                ));
+            }
         }
         let scan = &s.network_scan;
         if scan.enabled {
@@ -573,9 +615,13 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_sources_are_refused_by_key() {
-        let cfg = parse("[netbox]\nurl = \"http://nb\"\n[sources.truenas]\nenabled = true\n");
-        assert_eq!(cfg.validate().unwrap_err().key, "sources.truenas.enabled");
+    fn truenas_over_plain_http_is_refused_for_remote_hosts() {
+        let cfg = parse("[netbox]\nurl = \"http://nb\"\n[sources.truenas]\nenabled = true\nurl = \"http://truenas.lan\"\n");
+        let e = cfg.validate().unwrap_err();
+        assert_eq!(e.key, "sources.truenas.url");
+        assert!(e.message.contains("revokes"), "{e}");
+        let cfg = parse("[netbox]\nurl = \"http://nb\"\n[sources.truenas]\nenabled = true\nurl = \"http://127.0.0.1:8444\"\n");
+        cfg.validate().unwrap();
     }
 
     #[test]

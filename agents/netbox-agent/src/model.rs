@@ -118,6 +118,8 @@ pub struct Host {
     pub interfaces: Vec<Iface>,
     /// The address to make primary (one of the interfaces' addresses).
     pub primary_ip4: Option<String>,
+    /// Extra custom fields (e.g. `agent_storage` from TrueNAS).
+    pub extra: BTreeMap<String, serde_json::Value>,
 }
 
 impl Host {
@@ -138,6 +140,7 @@ impl Host {
             serial: String::new(),
             interfaces: Vec::new(),
             primary_ip4: None,
+            extra: BTreeMap::new(),
         }
     }
 
@@ -290,6 +293,9 @@ fn absorb(w: &mut Host, other: &Host) {
                 }
             }
         }
+    }
+    for (k, v) in &other.extra {
+        w.extra.entry(k.clone()).or_insert_with(|| v.clone());
     }
     if w.primary_ip4.is_none() {
         w.primary_ip4.clone_from(&other.primary_ip4);

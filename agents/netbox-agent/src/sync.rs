@@ -139,6 +139,8 @@ pub struct Outcome {
 const CF_KEY: &str = "agent_source_id";
 const CF_SOURCES: &str = "discovery_source";
 const CF_SEEN: &str = "last_seen";
+/// JSON custom field for storage facts (TrueNAS pools, datasets, shares).
+pub const CF_STORAGE: &str = "agent_storage";
 const CF_TYPES: [&str; 3] = [
     "dcim.device",
     "virtualization.virtualmachine",
@@ -623,11 +625,20 @@ pub async fn run(
     }
     let mut cf_new = Vec::new();
     let mut cf_upd = Vec::new();
-    for (name, label, ty, logic) in [
+    let mut cf_wanted = vec![
         (CF_KEY, "Agent natural key", "text", "exact"),
         (CF_SOURCES, "Discovery source", "text", "exact"),
         (CF_SEEN, "Last seen", "date", "loose"),
-    ] {
+    ];
+    if req.hosts.iter().any(|h| h.extra.contains_key(CF_STORAGE)) {
+        cf_wanted.push((
+            CF_STORAGE,
+            "Storage (pools, datasets, shares)",
+            "json",
+            "disabled",
+        ));
+    }
+    for (name, label, ty, logic) in cf_wanted {
         match cur.cfs.iter().find(|c| s(c, "name") == name) {
             None => cf_new.push(Item {
                 label: name.into(),
@@ -824,10 +835,11 @@ pub async fn run(
                 scope = ("site", site_id);
             }
             let sources: Vec<&str> = h.sources.iter().map(|s| s.name()).collect();
-            body.insert(
-                "custom_fields".into(),
-                json!({CF_KEY: h.key, CF_SOURCES: sources.join(","), CF_SEEN: req.today}),
-            );
+            let mut cf = json!({CF_KEY: h.key, CF_SOURCES: sources.join(","), CF_SEEN: req.today});
+            for (k, v) in &h.extra {
+                cf[k] = v.clone();
+            }
+            body.insert("custom_fields".into(), cf);
             // Find the existing object: by natural key among ours, then by
             // name in the same site/cluster.
             let keys: Vec<&str> = std::iter::once(h.key.as_str())

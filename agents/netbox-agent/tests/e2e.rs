@@ -334,3 +334,58 @@ async fn home_assistant_trackers_become_devices() {
     assert!(!out.contains("not-a-valid-token"), "{out}");
     assert_eq!(nb.model.stats().write_requests, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truenas_over_jsonrpc_and_over_rest_gives_the_same_device() {
+    for rest_only in [false, true] {
+        let nb = netbox().await;
+        let mut fake = fake_upstreams::TruenasFake::new("1-abcdefabcdef");
+        if rest_only {
+            fake = fake.rest_only();
+        }
+        let tn = fake.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let src = format!(
+            "[sources.truenas]\nenabled = true\nurl = \"{}\"\n",
+            tn.url()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let e = AgentEnv::new(
+            dir,
+            "netbox_token = \"<TOKEN>\"\ntruenas_api_key = \"1-abcdefabcdef\"\n",
+            0o600,
+            &src,
+            "netbox",
+            &nb.url(),
+        );
+        let (code, out, err) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+        assert_eq!(code, 0, "rest_only={rest_only}: {out}\n{err}");
+        assert!(
+            !out.contains("abcdefabcdef") && !err.contains("abcdefabcdef"),
+            "key leaked"
+        );
+        let devices = nb.model.objects("dcim/devices");
+        assert_eq!(devices.len(), 1, "{devices:?}");
+        let d = &devices[0];
+        assert_eq!(d["name"], "truenas");
+        assert_eq!(d["serial"], "A1B2C3");
+        assert_eq!(d["device_type"]["model"], "TRUENAS-MINI-3.0-X+");
+        assert_eq!(d["primary_ip4"]["address"], "192.168.1.30/24");
+        let storage = &d["custom_fields"]["agent_storage"];
+        assert_eq!(storage["pools"][0]["name"], "tank");
+        assert_eq!(
+            storage["datasets"].as_array().unwrap().len(),
+            2,
+            "flattened and de-duplicated: {storage}"
+        );
+        assert_eq!(storage["shares"]["smb"][0]["name"], "media");
+        // And a second run changes nothing.
+        let before = nb.model.stats().write_requests;
+        let (code, _, _) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
+        assert_eq!(code, 0);
+        assert_eq!(
+            nb.model.stats().write_requests,
+            before,
+            "rest_only={rest_only}"
+        );
+    }
+}

@@ -45,6 +45,7 @@ pub mod replay;
 pub mod secret;
 pub mod server;
 pub mod transcript;
+pub mod truenas;
 pub mod wikijs;
 
 pub use error::Error;
@@ -56,4 +57,5 @@ pub use replay::Replay;
 pub use secret::Secret;
 pub use server::{Handle, Hit, Unrecorded, Upstream};
 pub use transcript::{Exchange, RecordedRequest, RecordedResponse, Transcript};
+pub use truenas::TruenasFake;
 pub use wikijs::WikiJs;

@@ -5,3 +5,4 @@ pub mod homeassistant;
 pub mod inventory;
 pub mod proxmox;
 pub mod scan;
+pub mod truenas;
