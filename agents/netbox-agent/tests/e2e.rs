@@ -317,22 +317,56 @@ async fn home_assistant_trackers_become_devices() {
     );
     assert_eq!(nas["role"]["name"], "Home device");
 
-    // A refused token: the source fails with a clear message, nothing changes.
+    // A refused token: that source fails with a clear message and nothing of
+    // it changes, while another source (the inventory) still syncs.
     let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("inventory.yaml");
+    write_file(
+        &inv,
+        "devices:\n  - name: ap01\n    ip: 192.168.1.40/24\n",
+        0o644,
+    );
+    let both = format!(
+        "{src}[sources.inventory]\nenabled = true\nfiles = [\"{}\"]\n",
+        inv.display()
+    );
     let e = AgentEnv::new(
         dir,
         "netbox_token = \"<TOKEN>\"\nhome_assistant_token = \"not-a-valid-token\"\n",
         0o600,
-        &src,
+        &both,
         "netbox",
         &nb.url(),
     );
-    let before = nb.model.stats().write_requests;
     let (code, out, _) = run_to_end(BIN, &["--config", &e.config_arg(), "--once"]).await;
     assert_eq!(code, 1, "partial: {out}");
     assert!(out.contains("Home Assistant refused the token"), "{out}");
     assert!(!out.contains("not-a-valid-token"), "{out}");
-    assert_eq!(nb.model.stats().write_requests, before);
+    let names: BTreeSet<String> = nb
+        .model
+        .objects("dcim/devices")
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["nas".to_string(), "printer".to_string(), "ap01".to_string()]),
+        "HA's devices untouched, the inventory's added"
+    );
+    let nas = nb
+        .model
+        .objects("dcim/devices")
+        .into_iter()
+        .find(|d| d["name"] == "nas")
+        .unwrap();
+    assert!(
+        !nas["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["slug"] == "netbox-agent-orphaned"),
+        "a failed source orphans nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

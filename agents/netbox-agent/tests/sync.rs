@@ -522,3 +522,34 @@ async fn more_than_a_page_is_read_completely() {
     );
     assert_eq!(nb.model.stats().write_requests, before.write_requests);
 }
+
+#[tokio::test]
+async fn last_seen_moves_once_a_day_with_one_bulk_update_per_type() {
+    let nb = netbox().await;
+    let c = client(&nb);
+    sync::run(&c, &settings(), &request(lab(), true, false))
+        .await
+        .unwrap();
+    let mut next_day = request(lab(), true, false);
+    next_day.today = "2026-11-27".into();
+    let before = nb.model.stats();
+    let out = sync::run(&c, &settings(), &next_day).await.unwrap();
+    let after = nb.model.stats();
+    // Devices, VMs and IPs carry last_seen: 2 + 2 + 4 objects, nothing else.
+    assert_eq!(out.plan.len(), 8, "{:#?}", out.plan);
+    assert!(
+        out.plan
+            .iter()
+            .all(|l| l.contains("custom_fields.last_seen \"2026-11-26\" -> \"2026-11-27\"")),
+        "{:#?}",
+        out.plan
+    );
+    assert_eq!(
+        after.write_requests - before.write_requests,
+        3,
+        "one bulk PATCH per type"
+    );
+    assert_eq!(after.changes - before.changes, 8);
+    let dev = find(&nb.model.objects("dcim/devices"), "name", "nas01").clone();
+    assert_eq!(dev["custom_fields"]["last_seen"], "2026-11-27");
+}

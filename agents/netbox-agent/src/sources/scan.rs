@@ -432,6 +432,22 @@ mod tests {
         assert!(t.iter().all(|(_, p)| *p == 29));
     }
 
+    #[tokio::test]
+    async fn icmp_mode_is_reported_and_finds_loopback_when_available() {
+        let mut c = cfg(&["127.0.0.1/32"], &[], Vec::new());
+        c.icmp = true;
+        let r = scan(&c).await.unwrap();
+        assert_eq!(r.packets, 1, "one echo, no TCP probe");
+        match r.icmp {
+            IcmpMode::Unprivileged | IcmpMode::Raw => {
+                assert_eq!(r.found.len(), 1, "{:?}", r.icmp);
+                assert!(r.found[0].icmp);
+            }
+            IcmpMode::Unavailable(ref why) => assert!(!why.is_empty() && r.found.is_empty()),
+            IcmpMode::Disabled => panic!("icmp was enabled"),
+        }
+    }
+
     #[test]
     fn arp_table() {
         let t = "IP address       HW type     Flags       HW address            Mask     Device\n10.0.0.1         0x1         0x2         bc:24:11:aa:bb:cc     *        eth0\n10.0.0.2         0x1         0x0         00:00:00:00:00:00     *        eth0\n";
