@@ -29,6 +29,7 @@ use netbox_agent::config::ScanConfig;
 use netbox_agent::model::{merge, Host, Iface, IpSpec, Source};
 use netbox_agent::sources::scan;
 use netbox_agent::sync::{self, SyncRequest, SyncSettings};
+use netbox_agent::transport::Endpoint;
 
 const DEVICES: u32 = 250;
 
@@ -149,7 +150,7 @@ async fn main() {
         .await
         .unwrap();
     let client = Client::new(
-        BaseUrl::parse(&nb.url()).unwrap(),
+        Endpoint::parse(&nb.url(), None).unwrap(),
         Secret::new("<TOKEN>"),
         Duration::from_secs(30),
         4,

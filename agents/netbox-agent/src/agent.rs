@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use agent_runtime::config::Invalid;
 use agent_runtime::health::LastCheck;
-use agent_runtime::http_client::BaseUrl;
 use agent_runtime::run::{AgentInfo, BuildError, Setup};
 use agent_runtime::server::{AgentRequest, AgentResponse};
 use agent_runtime::{
@@ -37,6 +36,7 @@ use crate::model::{merge, Host, Source};
 use crate::netbox::{self, ApiCheck};
 use crate::sources::{homeassistant, inventory, proxmox, scan, truenas};
 use crate::sync::{self, Counts, SyncSettings};
+use crate::transport::Endpoint;
 
 /// Per-source state kept between cycles.
 #[derive(Debug)]
@@ -74,7 +74,7 @@ struct Shared {
 
 /// The netbox-agent.
 pub struct NetboxAgent {
-    base: BaseUrl,
+    base: Endpoint,
     token: Secret,
     timeout: Duration,
     api: Reporter,
@@ -120,7 +120,7 @@ impl NetboxAgent {
                 Ok((scan::hosts(&r), extra))
             }
             Source::Proxmox => {
-                let base = BaseUrl::parse(&self.proxmox.url).map_err(|e| e.to_string())?;
+                let base = Endpoint::parse(&self.proxmox.url, self.proxmox.ca_file.as_deref())?;
                 let secret = self
                     .proxmox_secret
                     .as_ref()
@@ -135,7 +135,10 @@ impl NetboxAgent {
                 px.discover().await.map(|h| (h, serde_json::Value::Null))
             }
             Source::HomeAssistant => {
-                let base = BaseUrl::parse(&self.home_assistant.url).map_err(|e| e.to_string())?;
+                let base = Endpoint::parse(
+                    &self.home_assistant.url,
+                    self.home_assistant.ca_file.as_deref(),
+                )?;
                 let token = self
                     .ha_token
                     .as_ref()
@@ -149,7 +152,7 @@ impl NetboxAgent {
                 ha.discover().await.map(|h| (h, serde_json::Value::Null))
             }
             Source::Truenas => {
-                let base = BaseUrl::parse(&self.truenas.url).map_err(|e| e.to_string())?;
+                let base = Endpoint::parse(&self.truenas.url, self.truenas.ca_file.as_deref())?;
                 let key = self
                     .truenas_key
                     .as_ref()
@@ -304,14 +307,22 @@ impl Agent for NetboxAgent {
     }
 
     fn build(setup: Setup<Config, Secrets>) -> Result<Self, BuildError> {
-        let (base, api) = setup.upstream(
-            "netbox.url",
+        // As `Setup::upstream`, with https allowed (`transport`).
+        let base = Endpoint::parse(
             &setup.config.netbox.url,
-            "netbox_token",
-            &setup.secrets.netbox_token,
+            setup.config.netbox.ca_file.as_deref(),
+        )
+        .map_err(|e| Invalid::new("netbox.url", e))?;
+        if setup.secrets.netbox_token.is_blank() {
+            return Err(BuildError::Failed(format!(
+                "netbox_token in {} is empty",
+                setup.settings.secrets_file.display()
+            )));
+        }
+        let api = setup.checks.reporter(
             "netbox_api",
-            "NetBox",
-        )?;
+            CheckOutcome::pending(format!("NetBox at {} not checked yet", base.as_str())),
+        );
         let cfg = setup.config;
         if cfg.sources.proxmox.enabled
             && setup

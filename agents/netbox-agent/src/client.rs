@@ -15,13 +15,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use agent_runtime::http_client::{self, BaseUrl, HttpError};
 use agent_runtime::Secret;
 use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::Method;
 use serde_json::Value;
 
 use crate::netbox::authorization;
+use crate::transport::{self, Endpoint, TransportError};
 
 /// A NetBox call that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +65,7 @@ pub enum NbError {
 /// The client.
 #[derive(Debug)]
 pub struct Client {
-    base: BaseUrl,
+    base: Endpoint,
     token: Secret,
     timeout: Duration,
     max_attempts: u32,
@@ -80,7 +80,7 @@ const MAX_PAGES: usize = 1000;
 impl Client {
     /// A client for `base`.
     pub fn new(
-        base: BaseUrl,
+        base: Endpoint,
         token: Secret,
         timeout: Duration,
         max_attempts: u32,
@@ -138,7 +138,7 @@ impl Client {
             if write {
                 self.writes.fetch_add(1, Ordering::Relaxed);
             }
-            let result = http_client::send(
+            let result = transport::send(
                 &self.base,
                 method.clone(),
                 path,
@@ -147,7 +147,7 @@ impl Client {
                 self.timeout,
             )
             .await;
-            let retry_after = |resp: &http_client::Response| {
+            let retry_after = |resp: &agent_runtime::http_client::Response| {
                 resp.headers
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
@@ -192,12 +192,11 @@ impl Client {
                 }
                 Err(e) => {
                     // A create that timed out may have been carried out: do
-                    // not send it twice. Connect/resolve failures are safe.
-                    let safe = !matches!(e, HttpError::Timeout { .. } | HttpError::Protocol { .. })
-                        || !is_create;
-                    let bad_header = matches!(e, HttpError::BadHeader { .. });
+                    // not send it twice. Connect/TLS failures are safe.
+                    let retry =
+                        !matches!(e, TransportError::BadHeader(_)) && (e.not_sent() || !is_create);
                     (
-                        safe && !bad_header,
+                        retry,
                         None,
                         NbError::Unreachable {
                             what: what.clone(),

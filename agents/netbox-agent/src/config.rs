@@ -12,9 +12,10 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use agent_runtime::config::Invalid;
-use agent_runtime::http_client::BaseUrl;
 use agent_runtime::{Secret, ServiceConfig};
 use serde::Deserialize;
+
+use crate::transport::Endpoint;
 
 /// The whole config file.
 #[derive(Debug, Deserialize)]
@@ -42,6 +43,10 @@ pub struct NetboxConfig {
     /// Per-request timeout in seconds; default 10.
     #[serde(default = "default_timeout")]
     pub timeout_s: u64,
+    /// PEM CA file trusted for an `https://` URL besides the system roots
+    /// (certificates are always verified).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Objects per bulk request; default 200.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -266,6 +271,9 @@ pub struct ProxmoxConfig {
     /// NetBox cluster name; default: the PVE cluster's name, else `pve`.
     #[serde(default)]
     pub cluster: Option<String>,
+    /// PEM CA file trusted for `https://` besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[sources.home_assistant]`.
@@ -287,6 +295,9 @@ pub struct HomeAssistantConfig {
     /// reports bare addresses). Default 24.
     #[serde(default = "default_ha_prefix")]
     pub prefix_length: u8,
+    /// PEM CA file trusted for `https://` besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_ha_prefix() -> u8 {
@@ -300,6 +311,7 @@ impl Default for HomeAssistantConfig {
             interval_s: 0,
             url: String::new(),
             prefix_length: default_ha_prefix(),
+            ca_file: None,
         }
     }
 }
@@ -323,6 +335,9 @@ pub struct TruenasConfig {
     /// `auto` (WebSocket, then REST), `websocket` or `rest`.
     #[serde(default)]
     pub api: TruenasApi,
+    /// PEM CA file trusted for `https://` besides the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Which TrueNAS API to use.
@@ -433,7 +448,8 @@ impl Net4 {
 impl Config {
     /// Checks beyond typing.
     pub fn validate(&self) -> Result<(), Invalid> {
-        BaseUrl::parse(&self.netbox.url).map_err(|e| Invalid::new("netbox.url", e.to_string()))?;
+        Endpoint::parse(&self.netbox.url, self.netbox.ca_file.as_deref())
+            .map_err(|e| Invalid::new("netbox.url", e))?;
         if self.netbox.timeout_s == 0 {
             return Err(Invalid::new("netbox.timeout_s", "must be at least 1"));
         }
@@ -462,8 +478,8 @@ impl Config {
         let s = &self.sources;
         let ha = &s.home_assistant;
         if ha.enabled {
-            BaseUrl::parse(&ha.url)
-                .map_err(|e| Invalid::new("sources.home_assistant.url", e.to_string()))?;
+            Endpoint::parse(&ha.url, ha.ca_file.as_deref())
+                .map_err(|e| Invalid::new("sources.home_assistant.url", e))?;
             if !(8..=32).contains(&ha.prefix_length) {
                 return Err(Invalid::new(
                     "sources.home_assistant.prefix_length",
@@ -473,8 +489,8 @@ impl Config {
         }
         let tn = &s.truenas;
         if tn.enabled {
-            let base = BaseUrl::parse(&tn.url)
-                .map_err(|e| Invalid::new("sources.truenas.url", e.to_string()))?;
+            let base = Endpoint::parse(&tn.url, tn.ca_file.as_deref())
+                .map_err(|e| Invalid::new("sources.truenas.url", e))?;
             let host = base
                 .authority()
                 .rsplit_once(':')
@@ -484,11 +500,11 @@ impl Config {
                 || host
                     .parse::<std::net::IpAddr>()
                     .is_ok_and(|ip| ip.is_loopback());
-            if !local {
+            if !local && !base.is_tls() {
                 return Err(Invalid::new(
                     "sources.truenas.url",
                     format!(
-                        "`{}` is plain http/ws to a non-local host: TrueNAS (25.04+) revokes an API key used that way, and this version has no TLS; only a TrueNAS on this host (127.0.0.1/localhost) can be read until https/wss support lands",
+                        "`{}` is plain http/ws to a non-local host: TrueNAS (25.04+) revokes an API key used that way; use https://",
                         tn.url
                     ),
                 ));
@@ -579,8 +595,8 @@ impl Config {
         }
         let px = &s.proxmox;
         if px.enabled {
-            BaseUrl::parse(&px.url)
-                .map_err(|e| Invalid::new("sources.proxmox.url", e.to_string()))?;
+            Endpoint::parse(&px.url, px.ca_file.as_deref())
+                .map_err(|e| Invalid::new("sources.proxmox.url", e))?;
             let ok = px
                 .token_id
                 .split_once('!')
@@ -622,6 +638,8 @@ mod tests {
         assert!(e.message.contains("revokes"), "{e}");
         let cfg = parse("[netbox]\nurl = \"http://nb\"\n[sources.truenas]\nenabled = true\nurl = \"http://127.0.0.1:8444\"\n");
         cfg.validate().unwrap();
+        let cfg = parse("[netbox]\nurl = \"http://nb\"\n[sources.truenas]\nenabled = true\nurl = \"https://truenas.lan\"\n");
+        cfg.validate().unwrap();
     }
 
     #[test]
@@ -643,11 +661,18 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_with_a_reason() {
-        let cfg = parse("[netbox]\nurl = \"https://nb\"\n");
+    fn https_is_accepted_and_a_bad_ca_file_is_named() {
+        parse("[netbox]\nurl = \"https://nb\"\n")
+            .validate()
+            .unwrap();
+        let cfg = parse("[netbox]\nurl = \"https://nb\"\nca_file = \"/nonexistent/ca.pem\"\n");
         let e = cfg.validate().unwrap_err();
         assert_eq!(e.key, "netbox.url");
-        assert!(e.message.contains("https"), "{e}");
+        assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
+        let e = parse("[netbox]\nurl = \"ftp://nb\"\n")
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.key, "netbox.url");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`sync`]: the reconciliation into NetBox;
 //! - [`client`]: NetBox REST (pagination, bulk, retries);
 //! - [`netbox`]: the `/api/status/` health check;
+//! - [`transport`]: http via the runtime, https/wss via rustls (verified);
 //! - [`agent`]: the worker that ties them together.
 
 pub mod agent;
@@ -18,3 +19,4 @@ pub mod model;
 pub mod netbox;
 pub mod sources;
 pub mod sync;
+pub mod transport;

@@ -10,12 +10,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use agent_runtime::http_client::BaseUrl;
 use agent_runtime::Secret;
 use fake_upstreams::{NetBoxModel, StatefulNetBox};
 use netbox_agent::client::Client;
 use netbox_agent::model::{merge, Host, Iface, IpSpec, Source, VmInfo};
 use netbox_agent::sync::{self, SyncRequest, SyncSettings};
+use netbox_agent::transport::Endpoint;
 use serde_json::{json, Value};
 
 async fn netbox() -> StatefulNetBox {
@@ -28,7 +28,7 @@ async fn netbox() -> StatefulNetBox {
 
 fn client(nb: &StatefulNetBox) -> Client {
     Client::new(
-        BaseUrl::parse(&nb.url()).unwrap(),
+        Endpoint::parse(&nb.url(), None).unwrap(),
         Secret::new("<TOKEN>"),
         Duration::from_secs(10),
         4,

@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_runtime::http_client::{self, BaseUrl};
 use agent_runtime::Secret;
 use futures_util::{SinkExt, StreamExt};
 use hyper::header::{ACCEPT, AUTHORIZATION};
@@ -24,11 +23,12 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::model::{normalize_mac, Host, Iface, IpSpec, Source};
+use crate::transport::{self, Endpoint};
 
 /// A Home Assistant client for one cycle.
 pub struct HomeAssistant<'a> {
     /// Base URL (`http://ha.lan:8123`).
-    pub base: &'a BaseUrl,
+    pub base: &'a Endpoint,
     /// Long-lived access token.
     pub token: &'a Secret,
     /// Per-request timeout.
@@ -54,7 +54,7 @@ impl HomeAssistant<'_> {
             (ACCEPT, "application/json".to_string()),
             (AUTHORIZATION, format!("Bearer {}", self.token.expose())),
         ];
-        let resp = http_client::send(self.base, Method::GET, path, &headers, None, self.timeout)
+        let resp = transport::send(self.base, Method::GET, path, &headers, None, self.timeout)
             .await
             .map_err(|e| format!("Home Assistant {path}: {e}"))?;
         match resp.status {
@@ -66,13 +66,14 @@ impl HomeAssistant<'_> {
 
     /// Reads the registries over the WebSocket API.
     pub async fn registries(&self) -> Result<Registries, String> {
-        let url = format!(
-            "ws://{}{}",
-            self.base.authority(),
-            self.base.target("/api/websocket")
-        );
+        let url = self.base.ws_url("/api/websocket");
         let work = async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            let stream = self
+                .base
+                .connect(self.timeout)
+                .await
+                .map_err(|e| format!("Home Assistant WebSocket {url}: {e}"))?;
+            let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
                 .await
                 .map_err(|e| format!("Home Assistant WebSocket {url}: {e}"))?;
             let hello = next_json(&mut ws).await?;

@@ -16,18 +16,18 @@
 
 use std::time::Duration;
 
-use agent_runtime::http_client::{self, BaseUrl};
 use agent_runtime::Secret;
 use hyper::header::{ACCEPT, AUTHORIZATION};
 use hyper::Method;
 use serde_json::Value;
 
 use crate::model::{normalize_mac, Host, Iface, IpSpec, Source, VmInfo};
+use crate::transport::{self, Endpoint};
 
 /// A Proxmox API client for one cycle.
 pub struct Proxmox<'a> {
     /// Base URL.
-    pub base: &'a BaseUrl,
+    pub base: &'a Endpoint,
     /// `user@realm!tokenid`.
     pub token_id: &'a str,
     /// The token's secret.
@@ -48,7 +48,7 @@ impl Proxmox<'_> {
             ),
         ];
         let full = format!("/api2/json{path}");
-        let resp = http_client::send(self.base, Method::GET, &full, &headers, None, self.timeout)
+        let resp = transport::send(self.base, Method::GET, &full, &headers, None, self.timeout)
             .await
             .map_err(|e| format!("Proxmox {full}: {e}"))?;
         match resp.status {

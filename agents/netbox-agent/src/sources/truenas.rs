@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agent_runtime::http_client::{self, BaseUrl};
 use agent_runtime::Secret;
 use futures_util::{SinkExt, StreamExt};
 use hyper::header::{ACCEPT, AUTHORIZATION};
@@ -30,6 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::config::TruenasApi;
 use crate::model::{normalize_mac, Host, Iface, IpSpec, Source};
 use crate::sync::CF_STORAGE;
+use crate::transport::{self, Endpoint};
 
 const METHODS: [&str; 6] = [
     "system.info",
@@ -43,7 +43,7 @@ const METHODS: [&str; 6] = [
 /// A TrueNAS client for one cycle.
 pub struct Truenas<'a> {
     /// Base URL.
-    pub base: &'a BaseUrl,
+    pub base: &'a Endpoint,
     /// API key.
     pub key: &'a Secret,
     /// Per-request timeout.
@@ -54,13 +54,14 @@ pub struct Truenas<'a> {
 
 impl Truenas<'_> {
     async fn websocket(&self) -> Result<BTreeMap<&'static str, Value>, String> {
-        let url = format!(
-            "ws://{}{}",
-            self.base.authority(),
-            self.base.target("/api/current")
-        );
+        let url = self.base.ws_url("/api/current");
         let work = async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            let stream = self
+                .base
+                .connect(self.timeout)
+                .await
+                .map_err(|e| format!("TrueNAS WebSocket {url}: {e}"))?;
+            let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
                 .await
                 .map_err(|e| format!("TrueNAS WebSocket {url}: {e}"))?;
             let call = |id: u64, method: &str, params: Value| {
@@ -129,10 +130,9 @@ impl Truenas<'_> {
             "/api/v2.0/sharing/nfs",
             "/api/v2.0/sharing/smb",
         ]) {
-            let resp =
-                http_client::send(self.base, Method::GET, path, &headers, None, self.timeout)
-                    .await
-                    .map_err(|e| format!("TrueNAS {path}: {e}"))?;
+            let resp = transport::send(self.base, Method::GET, path, &headers, None, self.timeout)
+                .await
+                .map_err(|e| format!("TrueNAS {path}: {e}"))?;
             match resp.status {
                 200 => {
                     out.insert(
