@@ -120,6 +120,9 @@ pub struct Host {
     pub primary_ip4: Option<String>,
     /// Extra custom fields (e.g. `agent_storage` from TrueNAS).
     pub extra: BTreeMap<String, serde_json::Value>,
+    /// Labels the source puts on the host (Proxmox tags), synced as agent
+    /// tags `<tag>-label-<label>`.
+    pub labels: BTreeSet<String>,
 }
 
 impl Host {
@@ -141,6 +144,7 @@ impl Host {
             interfaces: Vec::new(),
             primary_ip4: None,
             extra: BTreeMap::new(),
+            labels: BTreeSet::new(),
         }
     }
 
@@ -294,6 +298,7 @@ fn absorb(w: &mut Host, other: &Host) {
             }
         }
     }
+    w.labels.extend(other.labels.iter().cloned());
     for (k, v) in &other.extra {
         w.extra.entry(k.clone()).or_insert_with(|| v.clone());
     }

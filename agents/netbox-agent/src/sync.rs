@@ -523,6 +523,11 @@ struct Tags {
 }
 
 impl Tags {
+    fn label(&self, l: &str) -> String {
+        let mut slug = format!("{}-label-{}", self.agent, slugify(l));
+        slug.truncate(100);
+        slug
+    }
     fn source(&self, s: Source) -> String {
         format!("{}-{}", self.agent, s.name().replace('_', "-"))
     }
@@ -530,8 +535,24 @@ impl Tags {
         Source::ALL.into_iter().find(|s| self.source(*s) == slug)
     }
     fn is_ours(&self, slug: &str) -> bool {
-        slug == self.agent || slug == self.orphan || self.source_of(slug).is_some()
+        slug == self.agent
+            || slug == self.orphan
+            || self.source_of(slug).is_some()
+            || slug.starts_with(&format!("{}-label-", self.agent))
     }
+    /// The tag list for a host's object: [`Tags::list`] plus its labels.
+    fn list_for(&self, current: Option<&Value>, h: &Host) -> Value {
+        let mut v = self.list(current, &h.sources, false);
+        if let Value::Array(a) = &mut v {
+            for l in &h.labels {
+                a.push(json!({"slug": self.label(l)}));
+            }
+            a.sort_by(|x, y| x["slug"].as_str().cmp(&y["slug"].as_str()));
+            a.dedup();
+        }
+        v
+    }
+
     /// The tag list for an object: the human's tags kept, ours as wanted.
     fn list(&self, current: Option<&Value>, sources: &BTreeSet<Source>, orphan: bool) -> Value {
         let mut slugs: BTreeSet<String> = current
@@ -607,6 +628,13 @@ pub async fn run(
             tags.source(s),
             "4caf50",
         ));
+    }
+    let labels: BTreeSet<&String> = req.hosts.iter().flat_map(|h| &h.labels).collect();
+    for l in labels {
+        let slug = tags.label(l);
+        let mut name = format!("{}: {l}", cfg.tag);
+        name.truncate(100);
+        wanted_tags.push((name, slug, "9c27b0"));
     }
     let have_tags: BTreeSet<String> = cur.tags.iter().map(|t| s(t, "slug").to_string()).collect();
     let new_tags: Vec<Item> = wanted_tags
@@ -874,7 +902,7 @@ pub async fn run(
                 Some(o) => {
                     used.insert(id(o));
                     host_ids.insert(h.key.clone(), id(o));
-                    body.insert("tags".into(), tags.list(Some(o), &h.sources, false));
+                    body.insert("tags".into(), tags.list_for(Some(o), h));
                     let (patch, lines) = diff(&body, o);
                     if !patch.is_empty() {
                         updates.push(Item {
@@ -888,7 +916,7 @@ pub async fn run(
                     }
                 }
                 None => {
-                    body.insert("tags".into(), tags.list(None, &h.sources, false));
+                    body.insert("tags".into(), tags.list_for(None, h));
                     creates.push(Item {
                         label: h.name.clone(),
                         source: h.source,

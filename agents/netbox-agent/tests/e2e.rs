@@ -238,6 +238,17 @@ async fn proxmox_guests_become_vms_and_a_destroyed_one_is_orphaned_then_pruned()
         web["primary_ip4"]["address"], "192.168.1.140/24",
         "from the guest agent"
     );
+    let web_tags: BTreeSet<&str> = web["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
+    assert!(
+        web_tags.contains("netbox-agent-label-netbox")
+            && web_tags.contains("netbox-agent-label-web"),
+        "PVE tags: {web_tags:?}"
+    );
     let dns = vms.iter().find(|v| v["name"] == "dns").unwrap();
     assert_eq!(dns["role"]["name"], "Container");
     assert_eq!(dns["primary_ip4"]["address"], "192.168.1.150/24");

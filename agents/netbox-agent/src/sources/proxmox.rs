@@ -111,6 +111,14 @@ impl Proxmox<'_> {
                 .as_str()
                 .map_or_else(|| format!("{kind}-{vmid}"), str::to_string);
             let mut h = Host::device(Source::Proxmox, format!("proxmox:{cluster}/{vmid}"), name);
+            h.labels = g["tags"]
+                .as_str()
+                .unwrap_or("")
+                .split([';', ',', ' '])
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
             h.role = if kind == "lxc" {
                 "Container".into()
             } else {
