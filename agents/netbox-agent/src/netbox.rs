@@ -13,10 +13,12 @@
 
 use std::time::Duration;
 
-use agent_runtime::http_client::{self, BaseUrl, HttpError, Response};
+use agent_runtime::http_client::Response;
 use agent_runtime::{CheckOutcome, CycleError, Secret};
 use hyper::header::{ACCEPT, AUTHORIZATION};
 use hyper::Method;
+
+use crate::transport::{self, Endpoint, TransportError};
 
 /// What NetBox's `/api/status/` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +53,14 @@ pub fn authorization(token: &Secret) -> String {
 }
 
 /// Calls `/api/status/`.
-pub async fn check(base: &BaseUrl, token: &Secret, timeout: Duration) -> ApiCheck {
+pub async fn check(base: &Endpoint, token: &Secret, timeout: Duration) -> ApiCheck {
     let headers = [
         (ACCEPT, "application/json".to_string()),
         (AUTHORIZATION, authorization(token)),
     ];
-    match http_client::send(base, Method::GET, "/api/status/", &headers, None, timeout).await {
+    match transport::send(base, Method::GET, "/api/status/", &headers, None, timeout).await {
         Ok(resp) => classify(&resp),
-        Err(e @ HttpError::BadHeader { .. }) => ApiCheck::Rejected(format!(
+        Err(e @ TransportError::BadHeader(_)) => ApiCheck::Rejected(format!(
             "{e} (the token contains characters not allowed in a header)"
         )),
         Err(e) => ApiCheck::Unreachable(e.to_string()),

@@ -126,14 +126,22 @@ async fn config_and_secrets_errors_are_precise() {
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("key `netbox.timeout_s`"), "{err}");
 
-    // An enabled (unimplemented) source is refused by key.
+    // An enabled source without its URL is refused by key.
+    let e = env(&fake.url(), "<LEGACY_TOKEN>", "");
+    let text = std::fs::read_to_string(&e.config).unwrap() + "[sources.truenas]\nenabled = true\n";
+    std::fs::write(&e.config, text).unwrap();
+    let (code, _, err) = run_to_end(BIN, &["--config", &cfg(&e), "--once"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sources.truenas.url"), "{err}");
+
+    // The scan enabled without a network: refused by key, nothing scanned.
     let e = env(&fake.url(), "<LEGACY_TOKEN>", "");
     let text =
         std::fs::read_to_string(&e.config).unwrap() + "[sources.network_scan]\nenabled = true\n";
     std::fs::write(&e.config, text).unwrap();
     let (code, _, err) = run_to_end(BIN, &["--config", &cfg(&e), "--once"]).await;
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("sources.network_scan.enabled"), "{err}");
+    assert!(err.contains("sources.network_scan.cidrs"), "{err}");
 
     // Secrets readable by others: refused, mode named, value not shown.
     let e = env(&fake.url(), "<LEGACY_TOKEN>", "");

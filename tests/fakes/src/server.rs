@@ -213,6 +213,48 @@ impl Drop for Handle {
 
 /// Serves `upstream` on `addr` (checked against [`crate::addr::check_listen`]).
 pub async fn serve(upstream: Arc<dyn Upstream>, addr: SocketAddr) -> Result<Handle, Error> {
+    serve_with_ws(upstream, addr, None).await
+}
+
+/// Handles a WebSocket connection (the HTTP upgrade request not yet read).
+pub type WsHook = Arc<
+    dyn Fn(tokio::net::TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Whether the connection's first request line is `GET <path>`, without
+/// consuming anything (peek; bounded wait for the line to arrive).
+async fn first_request_is(stream: &tokio::net::TcpStream, path: &str) -> bool {
+    let mut buf = [0u8; 256];
+    for _ in 0..100 {
+        let Ok(n) = stream.peek(&mut buf).await else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if let Some(line) = text
+            .split("\r\n")
+            .next()
+            .filter(|_| text.contains("\r\n") || n == buf.len())
+        {
+            let target = line.split(' ').nth(1).unwrap_or("");
+            return line.starts_with("GET ") && target.split('?').next() == Some(path);
+        }
+        if n == 0 {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// [`serve`], plus connections whose first request is `GET <path>` handed
+/// to `ws` (a WebSocket endpoint on the same port, as Home Assistant has).
+pub async fn serve_with_ws(
+    upstream: Arc<dyn Upstream>,
+    addr: SocketAddr,
+    ws: Option<(&'static str, WsHook)>,
+) -> Result<Handle, Error> {
     crate::addr::check_listen(addr)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -234,7 +276,14 @@ pub async fn serve(upstream: Arc<dyn Upstream>, addr: SocketAddr) -> Result<Hand
                 accepted = listener.accept() => {
                     let Ok((stream, _)) = accepted else { continue };
                     let (upstream, log) = (Arc::clone(&upstream), Arc::clone(&task_log));
+                    let ws = ws.clone();
                     conns.spawn(async move {
+                        if let Some((path, hook)) = ws {
+                            if first_request_is(&stream, path).await {
+                                hook(stream).await;
+                                return;
+                            }
+                        }
                         let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                             let (upstream, log) = (Arc::clone(&upstream), Arc::clone(&log));
                             async move { Ok::<_, Infallible>(handle(&*upstream, &log, req).await) }
