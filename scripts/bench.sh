@@ -39,6 +39,11 @@ trap 'rm -f "$tmp"' EXIT
   echo
   cargo bench -q -p oneld --bench backup 2>/dev/null
   echo
+  echo "## netbox-agent: scan and sync into NetBox (stateful fake, loopback)"
+  echo
+  cargo build -q --release -p netbox-agent --bins --examples
+  target/release/examples/bench
+  echo
   echo "## wikijs-integration: sync into Wiki.js (stateful fake, loopback)"
   echo
   cargo bench -q -p wikijs-integration --bench sync 2>/dev/null
