@@ -50,7 +50,7 @@ fn req() -> DeployRequest {
             serde_json::json!("http://nb:8000"),
         )]
         .into(),
-        secrets: [("netbox_token".to_string(), "tok".to_string())].into(),
+        secrets: [("netbox_token".to_string(), "nbt_secret_canary_7f3a".to_string())].into(),
         ..DeployRequest::default()
     }
 }
@@ -86,7 +86,7 @@ fn builds_the_spec_with_the_lowest_free_vmid_and_renders_files() {
     assert!(
         t.contains("url = \"http://nb:8000\"")
             && t.contains("interval_s = 300")
-            && !t.contains("tok"),
+            && !t.contains("secret_canary"),
         "{t}"
     );
     let argv = spec.create_spec(143, "op1").to_argv(8).unwrap().join(" ");
