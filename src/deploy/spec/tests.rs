@@ -50,7 +50,11 @@ fn req() -> DeployRequest {
             serde_json::json!("http://nb:8000"),
         )]
         .into(),
-        secrets: [("netbox_token".to_string(), "nbt_secret_canary_7f3a".to_string())].into(),
+        secrets: [(
+            "netbox_token".to_string(),
+            "nbt_secret_canary_7f3a".to_string(),
+        )]
+        .into(),
         ..DeployRequest::default()
     }
 }
