@@ -1,0 +1,821 @@
+//! Bounded fuzzing of every text 1ld parses from outside (issue 11, "Bad
+//! input"): the Proxmox tools' output, app manifests, the daemon's config,
+//! spec files, calendar expressions, API request bodies (serde + the
+//! deployment validation behind them) and, through the whole router
+//! in-process, HTTP requests with hostile paths, queries and bodies.
+//!
+//! The property is always the same: no panic, and a rejection is a typed
+//! error (for HTTP: a non-5xx status with the `{"error":{code,message}}`
+//! body). Inputs are arbitrary bytes plus structure-aware mutations of real
+//! samples (`tests/fixtures/pve`, the built-in manifests, `packaging/1ld.toml`).
+//!
+//! Cases per target: `PROPTEST_CASES` (default 64 here, so the fast tier
+//! stays quick); `make fuzz` runs with thousands. cargo-fuzz is not used:
+//! it needs a nightly toolchain and this project pins stable.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use oneld::api::{
+    AdoptRequest, ApplyRequest, BackupPolicy, BackupRequest, DeployRequest, NotifyTestRequest,
+    RestoreRequest, SecretValue, SuperviseOverrides, TemplateRequest, UpgradeRequest,
+};
+use oneld::apps::{manifest, render, settings, Catalog};
+use oneld::pve::error::classify;
+use oneld::pve::parse::{
+    pct_config, pct_list, pct_snapshot, pct_status, pveam, pvesh, pvesm, pveversion, vzdump,
+};
+use oneld::pve::types::{decode_description, normalize_tags, Features, MountVolume, NetSpec};
+use oneld::schedule::CalendarEvent;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PtConfig, TestRunner};
+use serde_json::{json, Value};
+
+// ---- harness ---------------------------------------------------------------
+
+/// Cases per target: `PROPTEST_CASES`, else a small default.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+/// Runs `test` on `cases()` values of `strategy`; prints the count (for
+/// `make fuzz`), fails with the minimal input on a panic or a violation.
+fn fuzz<S: Strategy>(target: &str, strategy: S, scale: u32, test: impl Fn(S::Value))
+where
+    S::Value: std::fmt::Debug,
+{
+    let n = (cases() / scale).max(8);
+    let mut runner = TestRunner::new(PtConfig {
+        cases: n,
+        failure_persistence: None,
+        ..PtConfig::default()
+    });
+    let result = runner.run(&strategy, |v| {
+        test(v);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("fuzz target {target}: {e}");
+    }
+    println!("fuzz {target}: {n} cases, 0 panics");
+}
+
+/// Every fixture of `tests/fixtures/pve`, by name.
+const FIXTURES: &[(&str, &str)] = &{
+    macro_rules! f {
+        ($($n:literal),* $(,)?) => {
+            [$(($n, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pve/", $n)))),*]
+        };
+    }
+    f!(
+        "pct-config-escaped.txt",
+        "pct-config.txt",
+        "pct-list-empty.txt",
+        "pct-list-long.txt",
+        "pct-list.txt",
+        "pct-listsnapshot-tree.txt",
+        "pct-listsnapshot.txt",
+        "pct-status-verbose-pve8.txt",
+        "pct-status-verbose-pve9-running.txt",
+        "pct-status.txt",
+        "pveam-available-pve8.txt",
+        "pveam-available-pve9.txt",
+        "pveam-list.txt",
+        "pvesh-interfaces-pve8-old.json",
+        "pvesh-interfaces-pve9.json",
+        "pvesh-interfaces-stopped.json",
+        "pvesh-nextid-number.json",
+        "pvesh-nextid-string.json",
+        "pvesh-resources-vm.json",
+        "pvesh-status-current-pve9.json",
+        "pvesm-list-empty.txt",
+        "pvesm-list-pve9.txt",
+        "pvesm-list.txt",
+        "pvesm-status-pve8.txt",
+        "pvesm-status-pve9.txt",
+        "pveversion-pve8.txt",
+        "pveversion-pve9-beta.txt",
+        "pveversion-pve9.txt",
+        "vzdump-locked.txt",
+        "vzdump-other-node.txt",
+        "vzdump-snapshot-fallback.txt",
+        "vzdump-success.txt",
+    )
+};
+
+const MANIFESTS: &[&str] = &[
+    include_str!("../src/apps/builtin/netbox-agent.toml"),
+    include_str!("../src/apps/builtin/wikijs-integration.toml"),
+];
+
+const CONFIG: &str = include_str!("../packaging/1ld.toml");
+
+/// Pieces that break parsers: separators, huge numbers, encodings, control
+/// and confusable characters, shell metacharacters.
+fn hostile() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        Just("\0".to_string()),
+        Just("\n".to_string()),
+        Just("\r\n".to_string()),
+        Just("\t".to_string()),
+        Just(" ".to_string()),
+        Just(":".to_string()),
+        Just("=".to_string()),
+        Just(",".to_string()),
+        Just(";".to_string()),
+        Just("%".to_string()),
+        Just("%ZZ".to_string()),
+        Just("%C3".to_string()),
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("\\".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("{{".to_string()),
+        Just("}}".to_string()),
+        Just("|".to_string()),
+        Just("..".to_string()),
+        Just("../".to_string()),
+        Just("$(id)".to_string()),
+        Just("`id`".to_string()),
+        Just("-".to_string()),
+        Just("--".to_string()),
+        Just("~".to_string()),
+        Just("*".to_string()),
+        Just("/".to_string()),
+        Just("N/A".to_string()),
+        Just("null".to_string()),
+        Just("0".to_string()),
+        Just("-1".to_string()),
+        Just("4294967296".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("99999999999999999999999999".to_string()),
+        Just("1e400".to_string()),
+        Just("NaN".to_string()),
+        Just("é".to_string()),
+        Just("\u{202e}".to_string()),
+        Just("\u{200b}".to_string()),
+        Just("\u{feff}".to_string()),
+        Just("\u{0430}".to_string()), // Cyrillic a
+        Just("ﬁ".to_string()),
+        Just("𝕟".to_string()),
+        "[0-9]{1,25}",
+        "[a-z]{1,12}",
+        "\\PC{0,8}",
+    ]
+}
+
+/// Random bytes as the runner hands them to parsers (lossy UTF-8).
+fn bytes_text(max: usize) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<u8>(), 0..max)
+        .prop_map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// A mutation of `text`, line or byte level.
+#[derive(Debug, Clone)]
+enum Mutation {
+    DeleteLine(usize),
+    DuplicateLine(usize),
+    SwapLines(usize, usize),
+    InsertAt(usize, String),
+    ReplaceToken(usize, String),
+    DeleteRange(usize, usize),
+    Truncate(usize),
+    FlipByte(usize, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        any::<usize>().prop_map(Mutation::DeleteLine),
+        any::<usize>().prop_map(Mutation::DuplicateLine),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Mutation::SwapLines(a, b)),
+        (any::<usize>(), hostile()).prop_map(|(a, s)| Mutation::InsertAt(a, s)),
+        (any::<usize>(), hostile()).prop_map(|(a, s)| Mutation::ReplaceToken(a, s)),
+        (any::<usize>(), 0usize..64).prop_map(|(a, n)| Mutation::DeleteRange(a, n)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), any::<u8>()).prop_map(|(a, b)| Mutation::FlipByte(a, b)),
+    ]
+}
+
+fn apply(text: &str, muts: &[Mutation]) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    for m in muts {
+        let len = bytes.len().max(1);
+        let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+        let nl = lines.len().max(1);
+        match m {
+            Mutation::DeleteLine(i) => {
+                if !lines.is_empty() {
+                    lines.remove(i % nl);
+                }
+                bytes = lines.join(&b'\n');
+            }
+            Mutation::DuplicateLine(i) => {
+                if !lines.is_empty() {
+                    let l = lines[i % nl].clone();
+                    lines.insert(i % nl, l);
+                }
+                bytes = lines.join(&b'\n');
+            }
+            Mutation::SwapLines(a, b) => {
+                if !lines.is_empty() {
+                    lines.swap(a % nl, b % nl);
+                }
+                bytes = lines.join(&b'\n');
+            }
+            Mutation::InsertAt(at, s) => {
+                let at = at % (bytes.len() + 1);
+                bytes.splice(at..at, s.bytes());
+            }
+            Mutation::ReplaceToken(at, s) => {
+                // The whitespace-delimited token around `at`.
+                let at = at % len;
+                if at < bytes.len() {
+                    let ws = |b: &u8| b.is_ascii_whitespace();
+                    let start = bytes[..at].iter().rposition(ws).map_or(0, |p| p + 1);
+                    let end = bytes[at..]
+                        .iter()
+                        .position(ws)
+                        .map_or(bytes.len(), |p| at + p);
+                    bytes.splice(start..end, s.bytes());
+                }
+            }
+            Mutation::DeleteRange(at, n) => {
+                let at = at % (bytes.len() + 1);
+                let end = (at + n).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            Mutation::Truncate(at) => bytes.truncate(at % (bytes.len() + 1)),
+            Mutation::FlipByte(at, b) => {
+                if !bytes.is_empty() {
+                    let i = at % bytes.len();
+                    bytes[i] = *b;
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// `samples` mutated 1..=`max` times.
+fn mutated(samples: &'static [&'static str], max: usize) -> impl Strategy<Value = String> {
+    (0..samples.len(), prop::collection::vec(mutation(), 1..=max))
+        .prop_map(move |(i, m)| apply(samples[i], &m))
+}
+
+fn fixture_texts() -> &'static [&'static str] {
+    static TEXTS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    TEXTS.get_or_init(|| FIXTURES.iter().map(|(_, t)| *t).collect())
+}
+
+// ---- PVE tool output -------------------------------------------------------
+
+fn all_pve_parsers(s: &str) {
+    let _ = pct_list::parse_pct_list(s);
+    let _ = pct_status::parse_pct_status(s);
+    let _ = pct_status::parse_pct_status_raw(s);
+    let _ = pct_status::key_values("fuzz", s);
+    let _ = pct_config::parse_pct_config(s);
+    let _ = pct_snapshot::parse_listsnapshot(s);
+    if let Ok(list) = pveam::parse_available(s) {
+        let _ = pveam::newest_debian_standard(&list, 12, "amd64");
+    }
+    let _ = pveam::parse_list(s);
+    let _ = pveam::parse_mb(s);
+    let _ = pvesm::parse_list(s);
+    let _ = pvesm::parse_status(s);
+    let _ = pveversion::parse_pveversion(s);
+    let _ = vzdump::parse_vzdump_log(s);
+    let _ = pvesh::parse_nextid(s);
+    let _ = pvesh::parse_cluster_resources(s);
+    let _ = pvesh::parse_cluster_vmids(s);
+    let _ = pvesh::parse_interfaces(s);
+    let _ = pvesh::parse_status_current(s);
+    for line in s.lines().take(8) {
+        let _ = NetSpec::parse(line);
+        let _ = Features::parse(line);
+        let _ = MountVolume::parse(line);
+        let _ = decode_description(line);
+        let _ = normalize_tags(line);
+    }
+    let argv: Vec<String> = s.split_whitespace().take(6).map(str::to_string).collect();
+    let _ = classify(&argv, Some(255), s, s);
+    let _ = classify(&argv, Some(0), s, "");
+    let _ = classify(&argv, None, "", s);
+}
+
+#[test]
+fn pve_parsers_on_arbitrary_bytes() {
+    fuzz("pve parsers / arbitrary bytes", bytes_text(600), 1, |s| {
+        all_pve_parsers(&s)
+    });
+}
+
+#[test]
+fn pve_parsers_on_mutated_real_output() {
+    fuzz(
+        "pve parsers / mutated fixtures",
+        mutated(fixture_texts(), 6),
+        1,
+        |s| all_pve_parsers(&s),
+    );
+}
+
+/// The fixtures still parse (so the mutations start from accepted input).
+#[test]
+fn pve_fixtures_parse() {
+    for (name, text) in FIXTURES {
+        let p = |prefix: &str| name.starts_with(prefix);
+        let ok = if p("pct-config") {
+            pct_config::parse_pct_config(text).is_ok()
+        } else if p("pct-listsnapshot") {
+            pct_snapshot::parse_listsnapshot(text).is_ok()
+        } else if p("pct-list") {
+            pct_list::parse_pct_list(text).is_ok()
+        } else if p("pct-status-verbose") {
+            pct_status::parse_pct_status_raw(text).is_ok()
+        } else if p("pct-status") {
+            pct_status::parse_pct_status(text).is_ok()
+        } else if p("pveam-available") {
+            pveam::parse_available(text).is_ok()
+        } else if p("pveam-list") {
+            pveam::parse_list(text).is_ok()
+        } else if p("pvesm-list") {
+            pvesm::parse_list(text).is_ok()
+        } else if p("pvesm-status") {
+            pvesm::parse_status(text).is_ok()
+        } else if p("pveversion") {
+            pveversion::parse_pveversion(text).is_ok()
+        } else if p("pvesh-nextid") {
+            pvesh::parse_nextid(text).is_ok()
+        } else if p("pvesh-resources") {
+            pvesh::parse_cluster_resources(text).is_ok()
+        } else if p("pvesh-interfaces") {
+            pvesh::parse_interfaces(text).is_ok()
+        } else if p("pvesh-status") {
+            pvesh::parse_status_current(text).is_ok()
+        } else {
+            // vzdump logs are read leniently (no Result).
+            let _ = vzdump::parse_vzdump_log(text);
+            true
+        };
+        assert!(ok, "fixture {name} no longer parses");
+    }
+}
+
+// ---- manifests, templates, config, spec files ------------------------------
+
+fn manifest_and_templates(s: &str) {
+    if let Ok(m) = manifest::parse(s) {
+        let _ = m.tags();
+        let _ = m.probe_text();
+        let _ = m.proxy_upstream();
+    }
+    if let Ok(t) = render::Template::parse(s) {
+        let vars: BTreeMap<String, settings::Setting> = t
+            .vars()
+            .into_iter()
+            .map(|v| {
+                (
+                    v.to_string(),
+                    settings::Setting::Text(s.chars().take(40).collect()),
+                )
+            })
+            .collect();
+        let _ = t.render(&vars);
+    }
+    let _ = render::toml_string(s);
+    let _ = settings::parse_duration(s);
+    let _ = settings::check_url(s);
+    let _ = manifest::parse_mode(s);
+    let _ = manifest::is_safe_abs_path(s);
+    let _ = manifest::line_of(s, "name");
+}
+
+#[test]
+fn manifests_on_arbitrary_text() {
+    fuzz("manifest / arbitrary bytes", bytes_text(400), 1, |s| {
+        manifest_and_templates(&s)
+    });
+}
+
+#[test]
+fn manifests_mutated_builtins() {
+    fuzz(
+        "manifest / mutated built-ins",
+        mutated(MANIFESTS, 6),
+        1,
+        |s| {
+            manifest_and_templates(&s);
+            // A manifest that parses still satisfies what the catalog needs.
+            if let Ok(m) = manifest::parse(&s) {
+                assert!(
+                    manifest::is_dns_label(&m.name),
+                    "accepted name {:?}",
+                    m.name
+                );
+            }
+        },
+    );
+}
+
+#[test]
+fn builtin_manifests_parse() {
+    for m in MANIFESTS {
+        manifest::parse(m).expect("a built-in manifest parses");
+    }
+}
+
+#[test]
+fn daemon_config_mutated() {
+    const SAMPLES: &[&str] = &[CONFIG];
+    let path = std::path::Path::new("/etc/1ld/1ld.toml");
+    oneld::config::Config::parse(CONFIG, path).expect("packaging/1ld.toml parses");
+    fuzz("config / mutated 1ld.toml", mutated(SAMPLES, 4), 1, |s| {
+        if let Err(e) = oneld::config::Config::parse(&s, path) {
+            assert!(!e.to_string().is_empty());
+        }
+    });
+    fuzz("config / arbitrary bytes", bytes_text(300), 2, |s| {
+        let _ = oneld::config::Config::parse(&s, path);
+    });
+}
+
+#[test]
+fn spec_files_mutated() {
+    const SAMPLES: &[&str] = &[
+        "name = \"netbox\"\napp = \"netbox-agent\"\n[settings]\nnetbox_url = \"http://n:8000\"\n\
+         [secrets]\nnetbox_token = \"literal\"\n[overrides]\nmemory = 1024\n",
+        "[[deployment]]\nname = \"a\"\napp = \"netbox-agent\"\n[deployment.settings]\nx = 1\n\
+         [[deployment]]\napp = \"wikijs-integration\"\n[deployment.secrets]\nk = \"@nofile\"\n",
+    ];
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("spec.toml");
+    fuzz("spec file / mutated", mutated(SAMPLES, 5), 1, |s| {
+        std::fs::write(&path, s).expect("write spec");
+        if let Ok(specs) = oneld::client::spec::load(&path) {
+            for sp in &specs {
+                let _ = oneld::client::spec::settings_json(sp);
+            }
+        }
+    });
+}
+
+// ---- calendar expressions --------------------------------------------------
+
+fn calendar_soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("mon"),
+            Just("tue..fri"),
+            Just("sat,sun"),
+            Just("daily"),
+            Just("weekly"),
+            Just("monthly"),
+            Just("hourly"),
+            Just("minutely"),
+            Just("yearly"),
+            Just("UTC"),
+            Just(".."),
+            Just(","),
+            Just("-"),
+            Just(":"),
+            Just("/"),
+            Just("*"),
+            Just("~"),
+            Just(" "),
+            Just("0"),
+            Just("02"),
+            Just("2:30"),
+            Just("*-*-01"),
+            Just("2024-02-29"),
+            Just("/15"),
+            Just("31"),
+            Just("60"),
+            Just("2199"),
+            Just("2200"),
+            Just("18446744073709551616"),
+            Just("\0"),
+            Just("é"),
+        ],
+        0..14,
+    )
+    .prop_map(|p| p.concat())
+}
+
+fn calendar(s: &str) {
+    match CalendarEvent::parse(s) {
+        Ok(ev) => {
+            // Canonical: its rendering parses back to itself.
+            let shown = ev.to_string();
+            let again = CalendarEvent::parse(&shown)
+                .unwrap_or_else(|e| panic!("{s:?} renders as {shown:?}, which fails: {e}"));
+            assert_eq!(again, ev, "{s:?} -> {shown:?}");
+            for tz in ["UTC", "Europe/Berlin", "America/New_York"] {
+                let base: jiff::Zoned =
+                    format!("2024-03-10T01:59:59[{tz}]").parse().expect("zoned");
+                if let Some(next) = ev.next_after(&base) {
+                    assert!(next > base, "{s:?}: {next} not after {base}");
+                }
+            }
+        }
+        Err(e) => {
+            assert!(
+                e.position <= s.len(),
+                "{s:?}: position {} past the end",
+                e.position
+            );
+            let _ = e.caret_line();
+            let _ = e.to_string();
+        }
+    }
+}
+
+#[test]
+fn calendar_expressions() {
+    fuzz("calendar / token soup", calendar_soup(), 1, |s| {
+        calendar(&s)
+    });
+    fuzz("calendar / arbitrary bytes", bytes_text(60), 1, |s| {
+        calendar(&s)
+    });
+}
+
+// ---- API request bodies: serde + deployment validation ---------------------
+
+/// A JSON leaf that breaks validators.
+fn json_leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        prop_oneof![
+            Just(0.5f64),
+            Just(-0.0),
+            Just(1e300),
+            Just(f64::MIN_POSITIVE)
+        ]
+        .prop_map(Value::from),
+        prop_oneof![
+            Just(0u32),
+            Just(1),
+            Just(99),
+            Just(100),
+            Just(65535),
+            Just(u32::MAX)
+        ]
+        .prop_map(Value::from),
+        hostile().prop_map(Value::from),
+        prop_oneof![
+            Just("netbox-agent"),
+            Just("wikijs-integration"),
+            Just("http://netbox.lan:8000"),
+            Just("dhcp"),
+            Just("10.0.0.5/24"),
+            Just("auto"),
+            Just("vmbr1ldt"),
+            Just("ctdata"),
+            Just("local"),
+            Just("snapshot"),
+            Just("daily"),
+            Just("new"),
+            Just("in_place"),
+            Just("5m"),
+        ]
+        .prop_map(Value::from),
+        Just(Value::from("x".repeat(10_000))),
+    ]
+}
+
+/// A JSON value of any shape, with keys that requests use.
+fn json_value() -> impl Strategy<Value = Value> {
+    json_leaf().prop_recursive(3, 24, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(key(), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "app",
+            "name",
+            "settings",
+            "secrets",
+            "overrides",
+            "backup",
+            "dry_run",
+            "keep_on_failure",
+            "cores",
+            "memory",
+            "swap",
+            "disk",
+            "vmid",
+            "storage",
+            "bridge",
+            "ip",
+            "gw",
+            "ip6",
+            "onboot",
+            "proxy",
+            "supervise",
+            "interval_secs",
+            "timeout_secs",
+            "jitter_secs",
+            "healthy_after",
+            "unhealthy_after",
+            "mode",
+            "keep_last",
+            "keep_daily",
+            "protected",
+            "schedule",
+            "verify_schedule",
+            "policy",
+            "to_version",
+            "force",
+            "target",
+            "value",
+            "template",
+            "netbox_url",
+            "netbox_token",
+            "interval",
+        ])
+        .prop_map(str::to_string),
+        "[a-z_]{1,10}",
+    ]
+}
+
+/// A path into a JSON object and a value to put there (or remove it).
+fn edits() -> impl Strategy<Value = Vec<(Vec<String>, Option<Value>)>> {
+    prop::collection::vec(
+        (
+            prop::collection::vec(key(), 1..3),
+            prop::option::weighted(0.85, json_value()),
+        ),
+        1..5,
+    )
+}
+
+fn edit(base: &Value, edits: &[(Vec<String>, Option<Value>)]) -> Value {
+    let mut v = base.clone();
+    for (path, val) in edits {
+        let mut cur = &mut v;
+        for (i, k) in path.iter().enumerate() {
+            if !cur.is_object() {
+                *cur = json!({});
+            }
+            let obj = cur.as_object_mut().expect("object");
+            if i + 1 == path.len() {
+                match val {
+                    Some(x) => {
+                        obj.insert(k.clone(), x.clone());
+                    }
+                    None => {
+                        obj.remove(k);
+                    }
+                }
+                break;
+            }
+            cur = obj.entry(k.clone()).or_insert_with(|| json!({}));
+        }
+    }
+    v
+}
+
+fn valid_deploy() -> Value {
+    json!({
+        "app": "netbox-agent",
+        "name": "nb",
+        "settings": {"netbox_url": "http://netbox.lan:8000"},
+        "secrets": {"netbox_token": "tok"},
+        "overrides": {"bridge": "vmbr1ldt", "supervise": {"interval_secs": 30}},
+        "backup": {"storage": "local", "keep_last": 3, "schedule": "daily"},
+        "dry_run": true,
+    })
+}
+
+/// Host facts of a small node: storages `ctdata` (rootdir) and `local`
+/// (vztmpl), bridge `vmbr1ldt`, a few guests and a recorded deployment.
+fn facts() -> oneld::deploy::facts::HostFacts {
+    let st = |text: &str| {
+        pvesm::parse_status(&format!(
+            "Name Type Status Total Used Available %\n{text}\n"
+        ))
+        .expect("pvesm status")
+    };
+    oneld::deploy::facts::HostFacts {
+        node: "pve".into(),
+        rootdir_storages: st("ctdata dir active 100000000 1000 99999000 0.00%"),
+        vztmpl_storages: st("local dir active 100000000 1000 99999000 0.00%"),
+        templates: vec!["local:vztmpl/debian-12-standard_12.12-1_amd64.tar.zst".into()],
+        available: vec!["debian-12-standard_12.12-1_amd64.tar.zst".into()],
+        bridges: vec!["vmbr1ldt".into()],
+        guests: BTreeSet::from([100, 140, 141]),
+        held: BTreeSet::from([142]),
+        names: BTreeSet::from(["taken".to_string()]),
+    }
+}
+
+fn deploy_validation(body: &Value, catalog: &Catalog, facts: &oneld::deploy::facts::HostFacts) {
+    let text = body.to_string();
+    let Ok(req) = serde_json::from_str::<DeployRequest>(&text) else {
+        return;
+    };
+    let Some(app) = catalog.get(&req.app) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = oneld::config::AppsConfig {
+        storage: "ctdata".into(),
+        agents_dir: dir.path().to_path_buf(),
+        ..oneld::config::AppsConfig::default()
+    };
+    match oneld::deploy::spec::build(app, &req, facts, &cfg) {
+        Ok(spec) => {
+            let plan = spec.plan(9);
+            let _ = spec.create_spec(spec.vmid_hint, "op-1");
+            // A secret never reaches the plan.
+            let shown = serde_json::to_string(&plan).expect("plan json");
+            for (k, v) in &req.secrets {
+                if v.len() >= 8 {
+                    assert!(
+                        !shown.contains(v.as_str()),
+                        "secret {k} in the plan: {shown}"
+                    );
+                }
+            }
+        }
+        Err(errs) => {
+            assert!(!errs.is_empty());
+            for e in errs {
+                assert!(!e.field.is_empty() && !e.message.is_empty(), "{e:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn request_bodies_of_every_type() {
+    fn all(text: &str) {
+        let _ = serde_json::from_str::<DeployRequest>(text);
+        let _ = serde_json::from_str::<ApplyRequest>(text);
+        let _ = serde_json::from_str::<AdoptRequest>(text);
+        let _ = serde_json::from_str::<BackupRequest>(text);
+        let _ = serde_json::from_str::<BackupPolicy>(text);
+        let _ = serde_json::from_str::<RestoreRequest>(text);
+        let _ = serde_json::from_str::<UpgradeRequest>(text);
+        let _ = serde_json::from_str::<NotifyTestRequest>(text);
+        let _ = serde_json::from_str::<SecretValue>(text);
+        let _ = serde_json::from_str::<TemplateRequest>(text);
+        if let Ok(s) = serde_json::from_str::<SuperviseOverrides>(text) {
+            let _ = s.problems("overrides.supervise");
+        }
+        if let Ok(b) = serde_json::from_str::<BackupPolicy>(text) {
+            let _ = b.problems("backup");
+            let _ = b.or(&BackupPolicy::default()).keeps();
+        }
+    }
+    fuzz(
+        "request bodies / arbitrary bytes",
+        bytes_text(300),
+        1,
+        |s| all(&s),
+    );
+    fuzz("request bodies / JSON shapes", json_value(), 1, |v| {
+        all(&v.to_string())
+    });
+}
+
+#[test]
+fn deploy_requests_validate_without_panic() {
+    let catalog = Catalog::builtin();
+    let facts = facts();
+    // The base request is valid: mutations start from accepted input.
+    let req: DeployRequest = serde_json::from_value(valid_deploy()).expect("valid");
+    let cfg = oneld::config::AppsConfig {
+        storage: "ctdata".into(),
+        agents_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
+        ..oneld::config::AppsConfig::default()
+    };
+    let app = catalog.get("netbox-agent").expect("built-in");
+    if let Err(e) = oneld::deploy::spec::build(app, &req, &facts, &cfg) {
+        // Only the agent binary may be missing here.
+        assert!(
+            e.iter().all(|e| e.message.contains("agent binary")),
+            "{e:?}"
+        );
+    }
+    let base = valid_deploy();
+    fuzz("deploy request / mutated valid body", edits(), 1, |e| {
+        deploy_validation(&edit(&base, &e), &catalog, &facts)
+    });
+}
