@@ -15,6 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+#[path = "daemon/mod.rs"]
+#[allow(unused_imports, unreachable_pub)]
+mod daemon;
+
 use oneld::api::{
     AdoptRequest, ApplyRequest, BackupPolicy, BackupRequest, DeployRequest, NotifyTestRequest,
     RestoreRequest, SecretValue, SuperviseOverrides, TemplateRequest, UpgradeRequest,
@@ -665,6 +669,116 @@ fn edits() -> impl Strategy<Value = Vec<(Vec<String>, Option<Value>)>> {
     )
 }
 
+/// A hostile string for a text field (names, URLs, storages, addresses).
+fn text_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::collection::vec(hostile(), 0..4).prop_map(|v| v.concat()),
+        1 => prop::sample::select(vec![
+            "nb", "nb-2", "a", "netbox-agent", "wikijs-integration", "http://netbox.lan:8000",
+            "https://[::1]:8443/x", "http://10.0.0.1", "dhcp", "auto", "none", "static",
+            "10.0.0.5/24", "10.0.0.300/24", "10.0.0.1", "fd00::5/64", "vmbr1ldt", "vmbr0",
+            "ctdata", "local", "5m", "1h", "0s", "soon", "daily", "mon..fri 02:30",
+            "*-*-31 25:00", "snapshot", "stop", "suspend",
+        ])
+        .prop_map(str::to_string),
+        1 => "[a-z0-9-]{1,70}",
+    ]
+}
+
+/// A number for a numeric field, around every boundary.
+fn number_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(vec![
+            0i64,
+            1,
+            2,
+            15,
+            16,
+            99,
+            100,
+            101,
+            140,
+            141,
+            142,
+            200,
+            512,
+            513,
+            3600,
+            3601,
+            65535,
+            4194304,
+            4194305,
+            999_999_999,
+            1_000_000_000,
+            4_294_967_295,
+            4_294_967_296,
+            -1,
+        ])
+        .prop_map(Value::from),
+        any::<u32>().prop_map(Value::from),
+    ]
+}
+
+/// Structure-aware edits of a deploy request: a known field (sometimes an
+/// unknown one) set to a hostile value of its type (sometimes of another).
+fn deploy_edits() -> impl Strategy<Value = Vec<(Vec<String>, Option<Value>)>> {
+    const TEXT: &[&str] = &[
+        "app",
+        "name",
+        "settings.netbox_url",
+        "settings.interval",
+        "settings.netbox_timeout",
+        "secrets.netbox_token",
+        "overrides.storage",
+        "overrides.bridge",
+        "overrides.ip",
+        "overrides.gw",
+        "overrides.ip6",
+        "backup.storage",
+        "backup.mode",
+        "backup.schedule",
+        "backup.verify_schedule",
+    ];
+    const NUM: &[&str] = &[
+        "overrides.cores",
+        "overrides.memory",
+        "overrides.swap",
+        "overrides.disk",
+        "overrides.vmid",
+        "overrides.supervise.interval_secs",
+        "overrides.supervise.timeout_secs",
+        "overrides.supervise.jitter_secs",
+        "overrides.supervise.healthy_after",
+        "overrides.supervise.unhealthy_after",
+        "backup.keep_last",
+        "backup.keep_daily",
+        "backup.keep_weekly",
+        "backup.keep_monthly",
+        "backup.keep_yearly",
+        "backup.keep_hourly",
+    ];
+    const BOOL: &[&str] = &[
+        "overrides.onboot",
+        "overrides.proxy",
+        "backup.protected",
+        "keep_on_failure",
+    ];
+    let split = |p: &str| p.split('.').map(str::to_string).collect::<Vec<_>>();
+    let one = prop_oneof![
+        4 => (prop::sample::select(TEXT), text_value())
+            .prop_map(move |(p, v)| (split(p), Some(Value::from(v)))),
+        3 => (prop::sample::select(NUM), number_value()).prop_map(move |(p, v)| (split(p), Some(v))),
+        1 => (prop::sample::select(BOOL), any::<bool>())
+            .prop_map(move |(p, v)| (split(p), Some(Value::from(v)))),
+        1 => prop::sample::select([TEXT, NUM, BOOL].concat())
+            .prop_map(move |p| (split(p), None)),
+        1 => (prop::sample::select([TEXT, NUM, BOOL].concat()), json_value())
+            .prop_map(move |(p, v)| (split(p), Some(v))),
+        1 => (prop::collection::vec(key(), 1..3), json_value()).prop_map(|(p, v)| (p, Some(v))),
+    ];
+    prop::collection::vec(one, 1..4)
+}
+
 fn edit(base: &Value, edits: &[(Vec<String>, Option<Value>)]) -> Value {
     let mut v = base.clone();
     for (path, val) in edits {
@@ -725,7 +839,19 @@ fn facts() -> oneld::deploy::facts::HostFacts {
     }
 }
 
-fn deploy_validation(body: &Value, catalog: &Catalog, facts: &oneld::deploy::facts::HostFacts) {
+/// How many fuzzed deploy bodies reached `spec::build`, and how many it
+/// accepted (a target that never reaches the code proves nothing).
+static BUILT: [std::sync::atomic::AtomicUsize; 2] = [
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+];
+
+fn deploy_validation(
+    body: &Value,
+    catalog: &Catalog,
+    facts: &oneld::deploy::facts::HostFacts,
+    cfg: &oneld::config::AppsConfig,
+) {
     let text = body.to_string();
     let Ok(req) = serde_json::from_str::<DeployRequest>(&text) else {
         return;
@@ -733,14 +859,10 @@ fn deploy_validation(body: &Value, catalog: &Catalog, facts: &oneld::deploy::fac
     let Some(app) = catalog.get(&req.app) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tmp");
-    let cfg = oneld::config::AppsConfig {
-        storage: "ctdata".into(),
-        agents_dir: dir.path().to_path_buf(),
-        ..oneld::config::AppsConfig::default()
-    };
-    match oneld::deploy::spec::build(app, &req, facts, &cfg) {
+    BUILT[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match oneld::deploy::spec::build(app, &req, facts, cfg) {
         Ok(spec) => {
+            BUILT[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let plan = spec.plan(9);
             let _ = spec.create_spec(spec.vmid_hint, "op-1");
             // A secret never reaches the plan.
@@ -799,23 +921,305 @@ fn request_bodies_of_every_type() {
 fn deploy_requests_validate_without_panic() {
     let catalog = Catalog::builtin();
     let facts = facts();
-    // The base request is valid: mutations start from accepted input.
-    let req: DeployRequest = serde_json::from_value(valid_deploy()).expect("valid");
+    // The agents the built-in apps push (content irrelevant here).
+    let agents = tempfile::tempdir().expect("tmp");
+    for a in ["netbox-agent", "wikijs-integration"] {
+        std::fs::write(agents.path().join(a), b"#!/bin/false\n").expect("agent");
+    }
     let cfg = oneld::config::AppsConfig {
         storage: "ctdata".into(),
-        agents_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"),
+        agents_dir: agents.path().to_path_buf(),
         ..oneld::config::AppsConfig::default()
     };
+    // The base request is valid: mutations start from accepted input.
+    let req: DeployRequest = serde_json::from_value(valid_deploy()).expect("valid");
     let app = catalog.get("netbox-agent").expect("built-in");
     if let Err(e) = oneld::deploy::spec::build(app, &req, &facts, &cfg) {
-        // Only the agent binary may be missing here.
-        assert!(
-            e.iter().all(|e| e.message.contains("agent binary")),
-            "{e:?}"
-        );
+        panic!("the base request is refused: {e:?}");
     }
     let base = valid_deploy();
-    fuzz("deploy request / mutated valid body", edits(), 1, |e| {
-        deploy_validation(&edit(&base, &e), &catalog, &facts)
+    fuzz(
+        "deploy request / mutated valid body",
+        deploy_edits(),
+        1,
+        |e| deploy_validation(&edit(&base, &e), &catalog, &facts, &cfg),
+    );
+    let (reached, accepted) = (
+        BUILT[0].load(std::sync::atomic::Ordering::Relaxed),
+        BUILT[1].load(std::sync::atomic::Ordering::Relaxed),
+    );
+    println!("fuzz deploy request: {reached} reached validation, {accepted} accepted");
+    let n = cases().max(8) as usize;
+    assert!(
+        reached * 4 >= n && accepted > 0,
+        "only {reached} of {n} mutated bodies reached spec::build, {accepted} accepted"
+    );
+}
+
+// ---- HTTP requests through the whole router, in-process --------------------
+
+/// Route templates and a valid body for each (the fuzzer edits it).
+const ROUTES: &[(&str, &str)] = &[
+    ("/", ""),
+    ("/metrics", ""),
+    ("/v1/host", ""),
+    ("/v1/apps", ""),
+    ("/v1/apps/{}", ""),
+    ("/v1/operations", ""),
+    ("/v1/operations/{}", ""),
+    ("/v1/operations/{}/log", ""),
+    ("/v1/operations/{}/wait", ""),
+    (
+        "/v1/templates",
+        r#"{"storage":"local","template":"tiny-1ldt_1.0-1_amd64.tar.zst"}"#,
+    ),
+    (
+        "/v1/deployments",
+        r#"{"app":"netbox-agent","dry_run":true,"settings":{"netbox_url":"http://n"},"secrets":{"netbox_token":"t"}}"#,
+    ),
+    ("/v1/deployments/unmanaged", ""),
+    (
+        "/v1/deployments/adopt",
+        r#"{"vmid":150,"app":"netbox-agent","name":"nb"}"#,
+    ),
+    (
+        "/v1/deployments/{}",
+        r#"{"app":"netbox-agent","dry_run":true}"#,
+    ),
+    ("/v1/deployments/{}/start", ""),
+    ("/v1/deployments/{}/stop", ""),
+    ("/v1/deployments/{}/restart", ""),
+    ("/v1/deployments/{}/health", ""),
+    (
+        "/v1/deployments/{}/backups",
+        r#"{"policy":{"storage":"local"}}"#,
+    ),
+    ("/v1/deployments/{}/upgrade", r#"{"dry_run":true}"#),
+    ("/v1/backups", ""),
+    ("/v1/backups/{}/restore", r#"{"mode":"new","name":"r"}"#),
+    ("/v1/backups/{}/verify", ""),
+    ("/v1/events", ""),
+    ("/v1/notifications", ""),
+    ("/v1/notifications/test", r#"{"target":"t"}"#),
+    ("/v1/notifications/targets/{}/secret", r#"{"value":"s"}"#),
+    ("/v1/openapi.json", ""),
+    ("/v1/nope/{}", ""),
+];
+
+/// One fuzzed HTTP request.
+#[derive(Debug, Clone)]
+struct HttpCase {
+    method: &'static str,
+    route: usize,
+    segment: String,
+    query: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    json_type: bool,
+    admin: bool,
+}
+
+fn http_case() -> impl Strategy<Value = HttpCase> {
+    let query_key = prop_oneof![
+        prop::sample::select(vec![
+            "limit",
+            "status",
+            "kind",
+            "target",
+            "offset",
+            "timeout",
+            "after",
+            "type",
+            "follow",
+            "purge",
+            "lines",
+            "since",
+            "deployment",
+            "before",
+        ])
+        .prop_map(str::to_string),
+        hostile(),
+    ];
+    let body = prop_oneof![
+        2 => edits().prop_map(Some),
+        1 => Just(None),
+    ];
+    let any_method = prop::sample::select(vec![
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS",
+    ]);
+    (
+        prop::option::weighted(0.3, any_method),
+        0..ROUTES.len(),
+        text_value(),
+        prop::collection::vec((query_key, text_value()), 0..3),
+        body,
+        prop::option::weighted(0.2, bytes_text(200)),
+        prop::bool::weighted(0.9),
+        prop::bool::weighted(0.9),
+    )
+        .prop_map(
+            |(method, route, segment, query, edits, raw, json_type, admin)| {
+                // Mostly the route's own method, so requests reach handlers.
+                let method = method.unwrap_or(if ROUTES[route].1.is_empty() {
+                    "GET"
+                } else if ROUTES[route].0 == "/v1/deployments/{}"
+                    || ROUTES[route].0.ends_with("/secret")
+                {
+                    "PUT"
+                } else {
+                    "POST"
+                });
+                let body = match (raw, edits) {
+                    (Some(r), _) => Some(r.into_bytes()),
+                    (None, Some(e)) => {
+                        let base: Value =
+                            serde_json::from_str(ROUTES[route].1).unwrap_or_else(|_| json!({}));
+                        Some(edit(&base, &e).to_string().into_bytes())
+                    }
+                    (None, None) if !ROUTES[route].1.is_empty() => {
+                        Some(ROUTES[route].1.as_bytes().to_vec())
+                    }
+                    (None, None) => None,
+                };
+                HttpCase {
+                    method,
+                    route,
+                    segment,
+                    query,
+                    body,
+                    json_type,
+                    admin,
+                }
+            },
+        )
+}
+
+/// `s` percent-encoded for a path segment or query value.
+fn pct_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Every request gets an answer that is not a 500, and every refusal
+/// carries the error body; the daemon's state stays usable.
+#[test]
+fn http_requests_through_the_router() {
+    use tower::ServiceExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tmp");
+    let tools = daemon::SandboxTools::new(dir.path());
+    let agents = dir.path().join("agents");
+    std::fs::create_dir_all(&agents).expect("agents");
+    for a in ["netbox-agent", "wikijs-integration"] {
+        std::fs::write(agents.join(a), b"#!/bin/false\n").expect("agent");
+    }
+    let mut cfg = oneld::config::Config {
+        state_dir: dir.path().join("state"),
+        ..oneld::config::Config::default()
+    };
+    cfg.pve.bin_dir = Some(tools.bin_dir.clone());
+    cfg.pve.node = Some("pve".into());
+    cfg.apps.agents_dir = agents;
+    cfg.apps.storage = "ctdata".into();
+    cfg.apps.dir = dir.path().join("apps.d");
+    let app = rt.block_on(async {
+        let (state, _ops) = daemon::build_state(cfg).await.expect("state");
+        oneld::server::router(state)
     });
+    let statuses = std::sync::Mutex::new(BTreeMap::<u16, usize>::new());
+    fuzz("http / router", http_case(), 1, |case| {
+        let mut uri = ROUTES[case.route]
+            .0
+            .replace("{}", &pct_encode(&case.segment));
+        if !case.query.is_empty() {
+            uri.push('?');
+            let q: Vec<String> = case
+                .query
+                .iter()
+                .map(|(k, v)| format!("{}={}", pct_encode(k), pct_encode(v)))
+                .collect();
+            uri.push_str(&q.join("&"));
+        }
+        let mut req = axum::http::Request::builder().method(case.method).uri(&uri);
+        if case.json_type && case.body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let peer = oneld::server::Peer {
+            uid: if case.admin { 0 } else { 65534 },
+            gid: if case.admin { 0 } else { 65534 },
+            pid: 1,
+        };
+        let mut req = req
+            .body(axum::body::Body::from(
+                case.body.clone().unwrap_or_default(),
+            ))
+            .expect("request");
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(oneld::server::PeerInfo(Some(
+                peer,
+            ))));
+        let streaming = uri.starts_with("/v1/events") || uri.contains("/logs");
+        let (status, body) = rt.block_on(async {
+            let resp =
+                tokio::time::timeout(std::time::Duration::from_secs(30), app.clone().oneshot(req))
+                    .await
+                    .unwrap_or_else(|_| panic!("no answer to {} {uri} within 30 s", case.method))
+                    .expect("infallible");
+            let status = resp.status();
+            let body = if streaming && status.is_success() {
+                Vec::new()
+            } else {
+                use http_body_util::BodyExt;
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    resp.into_body().collect(),
+                )
+                .await
+                .unwrap_or_else(|_| panic!("body of {} {uri} not complete", case.method))
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default()
+            };
+            (status, body)
+        });
+        *statuses
+            .lock()
+            .expect("statuses")
+            .entry(status.as_u16())
+            .or_default() += 1;
+        assert!(
+            status != 500 && status.as_u16() < 600,
+            "{} {uri} ({:?}): {status} {}",
+            case.method,
+            case.body.as_deref().map(String::from_utf8_lossy),
+            String::from_utf8_lossy(&body)
+        );
+        if !status.is_success() && case.method != "HEAD" {
+            let e: oneld::api::ApiErrorBody = serde_json::from_slice(&body).unwrap_or_else(|e| {
+                panic!(
+                    "{} {uri}: {status} without the error body ({e}): {}",
+                    case.method,
+                    String::from_utf8_lossy(&body)
+                )
+            });
+            assert!(!e.error.code.is_empty() && !e.error.message.is_empty());
+        }
+    });
+    let statuses = statuses.into_inner().expect("statuses");
+    println!("fuzz http / router: statuses {statuses:?}");
+    // Not vacuous: requests got past the router and the role layer to
+    // the handlers.
+    assert!(
+        statuses.keys().any(|s| ![403, 404, 405].contains(s)),
+        "{statuses:?}"
+    );
 }
