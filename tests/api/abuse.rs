@@ -802,3 +802,153 @@ async fn the_runner_passes_metacharacters_as_literal_argv() {
     );
     assert!(!marker.exists(), "a metacharacter was executed");
 }
+
+// ---- The canary secret in deploys, applies and notifications -----------------
+
+/// Extends `the_canary_secret_leaves_no_trace_in_process` (tests/api.rs) to
+/// the paths that carry a secret from a request: a deploy dry run, an
+/// apply dry run, a deploy that fails, a request refused for a bad secret,
+/// and a notification target's secret used to sign a test delivery. The
+/// canary must be in no HTTP answer, no event, no operation log, no
+/// delivered notification (body or headers), no tool's argv or
+/// environment, and in no state file but its secrets file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_secret_in_deploys_and_notifications_leaves_no_trace() {
+    use oneld::notify::{TargetConfig, TargetKind};
+    let canary = super::CANARY;
+    let (addr, seen, _task) = super::notify::receiver().await;
+    let url = format!("http://{addr}/hook");
+    let (d, _net) = fast_daemon(move |c| {
+        c.notify.targets.insert(
+            "hook".into(),
+            TargetConfig {
+                kind: TargetKind::Webhook,
+                url,
+                headers: Default::default(),
+                events: vec![],
+                min_severity: oneld::notify::Severity::Info,
+                ca_file: None,
+            },
+        );
+    });
+    let c = d.client();
+    let watch = super::ArgvWatch::start(std::process::id() as i32);
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut events = c.events("/v1/events").await;
+    let req = |extra: Value| {
+        let mut v = json!({
+            "app": "netbox-agent", "name": "canary",
+            "settings": {"netbox_url": "http://netbox.lan:8000"},
+            "secrets": {"netbox_token": canary},
+            "overrides": {"bridge": "vmbr1ldt"},
+        });
+        for (k, x) in extra.as_object().expect("object") {
+            v[k] = x.clone();
+        }
+        v
+    };
+    // Dry runs: the plan masks it.
+    let r = c
+        .post("/v1/deployments", &req(json!({"dry_run": true})))
+        .await
+        .expect(200);
+    assert!(r.text().contains("***"), "{}", r.text());
+    out.push(("deploy dry run".into(), r.body.to_vec()));
+    let mut apply = req(json!({"dry_run": true}));
+    apply.as_object_mut().expect("object").remove("name");
+    let r = c.put("/v1/deployments/canary", &apply).await;
+    assert!(!r.status.is_server_error(), "{}", r.text());
+    out.push(("apply dry run".into(), r.body.to_vec()));
+    // Refused for a bad secret value: the message names the field, not the value.
+    let bad = req(json!({"dry_run": true, "secrets": {"netbox_token": format!("{canary}\n")}}));
+    let r = c.post("/v1/deployments", &bad).await.expect(400);
+    assert!(r.text().contains("secrets.netbox_token"), "{}", r.text());
+    out.push(("refused secret".into(), r.body.to_vec()));
+    // A deploy that fails (no template of its family on this node).
+    let r = c.post("/v1/deployments", &req(json!({}))).await.expect(202);
+    out.push(("deploy".into(), r.body.to_vec()));
+    let op: oneld::api::Operation = r.json();
+    let done = c
+        .get(&format!("/v1/operations/{}/wait?timeout=15", op.id))
+        .await
+        .expect(200);
+    out.push(("deploy wait".into(), done.body.to_vec()));
+    let done: oneld::api::Operation = done.json();
+    assert_eq!(done.status, OpStatus::Failed, "{done:?}");
+    for path in [
+        format!("/v1/operations/{}", op.id),
+        format!("/v1/operations/{}/log", op.id),
+        "/v1/operations".to_string(),
+        "/v1/deployments".to_string(),
+        "/v1/events?follow=false".to_string(),
+    ] {
+        let r = c.get(&path).await.expect(200);
+        out.push((path, r.body.to_vec()));
+    }
+    // A notification target's secret (the webhook's HMAC key).
+    c.put(
+        "/v1/notifications/targets/hook/secret",
+        &json!({"value": canary}),
+    )
+    .await
+    .expect(204);
+    let r = c
+        .post("/v1/notifications/test", &json!({}))
+        .await
+        .expect(200);
+    out.push(("notify test".into(), r.body.to_vec()));
+    let r = c.get("/v1/notifications").await.expect(200);
+    out.push(("notifications".into(), r.body.to_vec()));
+    let delivered = seen.lock().expect("seen").clone();
+    assert!(!delivered.is_empty(), "the receiver got nothing");
+    for (i, (headers, body)) in delivered.iter().enumerate() {
+        assert!(
+            headers.get("x-1ld-signature-256").is_some(),
+            "the secret was not used: {headers:?}"
+        );
+        let h: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        out.push((format!("notification {i} headers"), h.into_bytes()));
+        out.push((format!("notification {i} body"), body.clone()));
+    }
+    // Every event up to the failed deploy's end.
+    let seen_events = events
+        .until(LIMIT, |e| {
+            e.kind == oneld::api::EventType::Operation
+                && e.payload["id"] == op.id.as_str()
+                && e.payload["status"] == "failed"
+        })
+        .await;
+    for e in seen_events {
+        out.push((
+            format!("event {}", e.seq),
+            serde_json::to_vec(&e).expect("event"),
+        ));
+    }
+    let (tools_seen, hits) = watch.finish();
+    super::assert_no_canary(&out);
+    assert!(hits.is_empty(), "{hits:#?}");
+    assert!(tools_seen > 0, "the argv watch never saw a tool run");
+    // Only secrets files hold it.
+    let state = d.config.state_dir.clone();
+    let mut stack = vec![state.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("state").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p != state.join("secrets") {
+                    stack.push(p);
+                }
+            } else {
+                let b = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !super::contains(&b, canary),
+                    "the canary is stored in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
