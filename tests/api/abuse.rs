@@ -91,7 +91,8 @@ async fn hostile_deployment_names_are_refused_naming_the_field() {
             "app": "netbox-agent", "name": name, "dry_run": true,
             "settings": {"netbox_url": "http://netbox.lan:8000"},
             "secrets": {"netbox_token": "t"},
-            "overrides": {"bridge": "vmbr1ldt"},
+            // 1 GiB: the sandbox's storage is the host's disk, which may be nearly full.
+            "overrides": {"bridge": "vmbr1ldt", "disk": 1},
         });
         let r = c.post("/v1/deployments", &body).await;
         assert_eq!(r.status, 400, "{shown:?}: {}", r.text());
@@ -685,7 +686,7 @@ async fn metacharacters_reach_the_tools_as_literal_argv() {
         "app": "netbox-agent", "name": "meta",
         "settings": {"netbox_url": evil},
         "secrets": {"netbox_token": format!("tok;$(touch {})", marker.display())},
-        "overrides": {"bridge": "vmbr1ldt"},
+        "overrides": {"bridge": "vmbr1ldt", "disk": 1},
     });
     let mut dry = body.clone();
     dry["dry_run"] = json!(true);
@@ -840,7 +841,7 @@ async fn the_canary_secret_in_deploys_and_notifications_leaves_no_trace() {
             "app": "netbox-agent", "name": "canary",
             "settings": {"netbox_url": "http://netbox.lan:8000"},
             "secrets": {"netbox_token": canary},
-            "overrides": {"bridge": "vmbr1ldt"},
+            "overrides": {"bridge": "vmbr1ldt", "disk": 1},
         });
         for (k, x) in extra.as_object().expect("object") {
             v[k] = x.clone();
