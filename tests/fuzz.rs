@@ -980,7 +980,7 @@ const ROUTES: &[(&str, &str)] = &[
     ),
     (
         "/v1/deployments",
-        r#"{"app":"netbox-agent","dry_run":true,"settings":{"netbox_url":"http://n"},"secrets":{"netbox_token":"t"}}"#,
+        r#"{"app":"netbox-agent","dry_run":true,"settings":{"netbox_url":"http://n"},"secrets":{"netbox_token":"t"},"overrides":{"disk":1}}"#,
     ),
     ("/v1/deployments/unmanaged", ""),
     (

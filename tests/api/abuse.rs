@@ -816,7 +816,6 @@ async fn the_runner_passes_metacharacters_as_literal_argv() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canary_secret_in_deploys_and_notifications_leaves_no_trace() {
     use oneld::notify::{TargetConfig, TargetKind};
-    let canary = super::CANARY;
     let (addr, seen, _task) = super::notify::receiver().await;
     let url = format!("http://{addr}/hook");
     let (d, _net) = fast_daemon(move |c| {
@@ -832,8 +831,105 @@ async fn the_canary_secret_in_deploys_and_notifications_leaves_no_trace() {
             },
         );
     });
-    let c = d.client();
     let watch = super::ArgvWatch::start(std::process::id() as i32);
+    let out = deploy_canary_run(&d.client(), &seen).await;
+    let (tools_seen, hits) = watch.finish();
+    super::assert_no_canary(&out);
+    assert!(hits.is_empty(), "{hits:#?}");
+    assert!(tools_seen > 0, "the argv watch never saw a tool run");
+    assert_only_in_secrets(&d.config.state_dir);
+}
+
+/// Root tier: the same run against the real `1ldd` (debug logging), whose
+/// whole log (stderr) must not hold the canary either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_secret_in_deploys_leaves_no_trace_in_a_full_run() {
+    if !daemon::root_tier(
+        "the_canary_secret_in_deploys_leaves_no_trace_in_a_full_run",
+        "1ldd refuses to start without root capabilities",
+    ) {
+        return;
+    }
+    let (addr, seen, _task) = super::notify::receiver().await;
+    let dir = tempfile::Builder::new()
+        .prefix("1ld-api-canary-deploy")
+        .tempdir()
+        .expect("temp dir");
+    let tools = daemon::SandboxTools::new(dir.path());
+    let net = dir.path().join("sysnet");
+    std::fs::create_dir_all(net.join("vmbr1ldt/bridge")).expect("fake bridge");
+    let agents = dir.path().join("agents");
+    std::fs::create_dir_all(&agents).expect("agents");
+    for a in ["netbox-agent", "wikijs-integration"] {
+        std::fs::write(agents.join(a), b"#!/bin/false\n").expect("agent");
+    }
+    let group = daemon::group_name(nix::unistd::getegid().as_raw());
+    std::fs::write(
+        dir.path().join("1ld.toml"),
+        format!(
+            "state_dir = {state:?}\n\n[api]\nsocket = {socket:?}\ngroup = {group:?}\n\
+             admin_group = {group:?}\n\n[pve]\nbin_dir = {bin:?}\nnode = \"pve\"\n\
+             command_timeout_secs = 10\nlong_command_timeout_secs = 20\n\n\
+             [ops]\nshutdown_grace_secs = 5\n\n[apps]\nsys_class_net = {net:?}\n\
+             agents_dir = {agents:?}\nstorage = \"ctdata\"\n\n\
+             [notify.targets.hook]\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\n",
+            state = dir.path().join("state").display().to_string(),
+            socket = dir.path().join("run/1ld.sock").display().to_string(),
+            bin = tools.bin_dir.display().to_string(),
+            net = net.display().to_string(),
+            agents = agents.display().to_string(),
+        ),
+    )
+    .expect("1ld.toml");
+    let mut d = daemon::ChildDaemon::start(dir.path(), &tools, &[("RUST_LOG", "debug")]).await;
+    let watch = super::ArgvWatch::start(d.pid);
+    let mut out = deploy_canary_run(&d.client(), &seen).await;
+    let (tools_seen, hits) = watch.finish();
+    let status = d.terminate();
+    assert!(status.success(), "1ldd exited {status}:\n{}", d.log_text());
+    let log = std::fs::read(&d.log).expect("daemon log");
+    assert!(
+        super::contains(&log, "1ldd ready"),
+        "{}",
+        String::from_utf8_lossy(&log)
+    );
+    out.push(("the daemon's log (stderr)".into(), log));
+    super::assert_no_canary(&out);
+    assert!(hits.is_empty(), "{hits:#?}");
+    assert!(tools_seen > 0, "the argv watch never saw a tool run");
+    assert_only_in_secrets(&d.config.state_dir);
+}
+
+/// Asserts no file under `state` but its `secrets/` holds the canary.
+fn assert_only_in_secrets(state: &Path) {
+    let mut stack = vec![state.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("state").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p != state.join("secrets") {
+                    stack.push(p);
+                }
+            } else {
+                let b = std::fs::read(&p).unwrap_or_default();
+                assert!(
+                    !super::contains(&b, super::CANARY),
+                    "the canary is stored in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+/// Drives the canary (as `netbox_token` and as the webhook target's HMAC
+/// key) through deploys and a notification; returns every answer, event
+/// and delivered notification (headers and body).
+async fn deploy_canary_run(
+    c: &daemon::Client,
+    seen: &super::notify::Seen,
+) -> Vec<(String, Vec<u8>)> {
+    let canary = super::CANARY;
     let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     let mut events = c.events("/v1/events").await;
     let req = |extra: Value| {
@@ -928,28 +1024,5 @@ async fn the_canary_secret_in_deploys_and_notifications_leaves_no_trace() {
             serde_json::to_vec(&e).expect("event"),
         ));
     }
-    let (tools_seen, hits) = watch.finish();
-    super::assert_no_canary(&out);
-    assert!(hits.is_empty(), "{hits:#?}");
-    assert!(tools_seen > 0, "the argv watch never saw a tool run");
-    // Only secrets files hold it.
-    let state = d.config.state_dir.clone();
-    let mut stack = vec![state.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).expect("state").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if p != state.join("secrets") {
-                    stack.push(p);
-                }
-            } else {
-                let b = std::fs::read(&p).unwrap_or_default();
-                assert!(
-                    !super::contains(&b, canary),
-                    "the canary is stored in {}",
-                    p.display()
-                );
-            }
-        }
-    }
+    out
 }
