@@ -139,7 +139,7 @@ faults: deps sandbox-bin agents-bin template
 # with FUZZ_CASES cases (the fast tier runs the same targets with 64), then
 # schemathesis.
 FUZZ_CASES ?= 20000
-fuzz: deps
+fuzz: deps sandbox-bin
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p oneld --test fuzz -- --nocapture --test-threads=2
 	@$(MAKE) --no-print-directory schemathesis
 
