@@ -8,9 +8,10 @@
 #
 # Needs root (1ldd refuses to start without the capabilities pct needs).
 # Usage: scripts/schemathesis.sh   (make schemathesis)
-# Env: MAX_EXAMPLES, SCHEMATHESIS_VERSION, PVE_SANDBOX_BIN_DIR (a dir with
-# pve-sandbox; default: build it), ONELDD (a 1ldd binary; default: build it),
-# SCHEMATHESIS_SEED.
+# Env: MAX_EXAMPLES, SCHEMATHESIS_VERSION, SCHEMATHESIS_SEED,
+# PVE_SANDBOX_BIN_DIR (a dir with pve-sandbox; default: make sandbox-bin's
+# target/sandbox/bin, else a debug build), ONELDD (a 1ldd binary; default:
+# a debug build), KEEP_WORK=1 (keep the temp dir with 1ldd's log).
 set -euo pipefail
 TOP="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$TOP"
@@ -29,9 +30,11 @@ if [ -z "${ONELDD:-}" ]; then
   "$CARGO" build -q -p oneld --bin 1ldd
   ONELDD="$TARGET/debug/1ldd"
 fi
-if [ -n "${PVE_SANDBOX_BIN_DIR:-}" ] && [ -x "$PVE_SANDBOX_BIN_DIR/pve-sandbox" ]; then
-  SANDBOX="$PVE_SANDBOX_BIN_DIR/pve-sandbox"
-else
+SANDBOX=""
+for c in "${PVE_SANDBOX_BIN_DIR:-/nonexistent}/pve-sandbox" "$TOP/target/sandbox/bin/pve-sandbox"; do
+  if [ -x "$c" ]; then SANDBOX="$c"; break; fi
+done
+if [ -z "$SANDBOX" ]; then
   "$CARGO" build -q -p pve-sandbox
   SANDBOX="$TARGET/debug/pve-sandbox"
 fi
