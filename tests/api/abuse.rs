@@ -575,7 +575,7 @@ fn no_production_code_runs_a_shell() {
                 continue;
             }
             if l.contains("Command::new")
-                || l.contains("process::Command") && !l.starts_with("use ")
+                || (l.contains("process::Command") && !l.starts_with("use "))
             {
                 spawners.push(format!("{rel}:{}", n + 1));
             }
