@@ -101,7 +101,18 @@ agents_dir = "$WORK/agents"
 storage = "ctdata"
 [ops]
 shutdown_grace_secs = 5
+# A target, so the notification routes reach their handlers (port 9 of
+# 127.0.0.1: deliveries fail at once, they are never sent anywhere).
+[notify.targets.hook]
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
 CONF
+# ...and schemathesis is told its name.
+cat > "$WORK/schemathesis.toml" <<ST
+[[operations]]
+include-path-regex = "^/v1/notifications/targets/"
+parameters = { name = "hook" }
+ST
 "$ONELDD" --config "$WORK/1ld.toml" </dev/null >"$WORK/1ldd.log" 2>&1 &
 DPID=$!
 PIDS+=("$DPID")
@@ -124,7 +135,7 @@ echo "==> schemathesis $SCHEMATHESIS_VERSION: $MAX_EXAMPLES examples per operati
 set +e
 # (schemathesis keeps its example database in the working directory.)
 cd "$WORK"
-"$VENV/bin/schemathesis" run "$WORK/openapi.json" \
+"$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "$WORK/openapi.json" \
   --url "http://127.0.0.1:$PORT" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples "$MAX_EXAMPLES" \
