@@ -15,7 +15,7 @@ TEMPLATE := debian-12-standard_12.12-1_amd64.tar.zst
 
 .PHONY: help deps build daemon-bin agents-bin fakes-bin sandbox-bin template sandbox sandbox-down demo \
         test test-fast test-sandbox lint fmt bench man clean debs deb deb-old deb-check \
-        crash faults
+        crash faults fuzz schemathesis
 
 help:
 	@echo "make demo          set everything up and run the main job on the sandbox node"
@@ -25,6 +25,8 @@ help:
 	@echo "make bench         print the performance figures (bench/results.md)"
 	@echo "make crash         the crash campaign: SIGKILL 1ldd mid-operation, 20 trials per kind (root)"
 	@echo "make faults        the fault campaign: host commands fail, hang, print garbage; disk full (root)"
+	@echo "make fuzz          long fuzzing of every parser and request body, then schemathesis (docs/testing.md)"
+	@echo "make schemathesis  schemathesis against /v1/openapi.json through a socat bridge (root)"
 	@echo "make man           generate the man pages (1ldctl.1, 1ldd.8) into target/man/"
 	@echo "make sandbox       build the sandbox PVE node and bring it up"
 	@echo "make sandbox-down  remove every sandbox container, the bridge and dnsmasq"
@@ -132,6 +134,18 @@ crash: deps sandbox-bin agents-bin template
 faults: deps sandbox-bin agents-bin template
 	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) \
 	$(CARGO) test -p oneld --test api -- --test-threads=1 --nocapture faults:: root_failures_at_each_step
+
+# Bad input (issue 11, docs/testing.md): every target of tests/fuzz.rs
+# with FUZZ_CASES cases (the fast tier runs the same targets with 64), then
+# schemathesis.
+FUZZ_CASES ?= 20000
+fuzz: deps sandbox-bin
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p oneld --test fuzz -- --nocapture --test-threads=2
+	@$(MAKE) --no-print-directory schemathesis
+
+SCHEMATHESIS_EXAMPLES ?= 100
+schemathesis: deps
+	MAX_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) bash scripts/schemathesis.sh
 
 bench: deps sandbox-bin agents-bin template
 	PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) bash scripts/bench.sh

@@ -19,6 +19,8 @@ APT_PACKAGES=(
   lintian        # make deb-check
   git            # wikijs-integration's tests build real repositories
   lighttpd       # ...and serve them over HTTP(S) with git http-backend
+  socat          # make schemathesis bridges the API socket to 127.0.0.1
+  python3-venv   # ...and installs schemathesis into a venv under target/
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -12,6 +12,9 @@ mod daemon;
 #[path = "support/mod.rs"]
 mod support;
 
+#[path = "api/abuse.rs"]
+mod abuse;
+
 #[path = "api/backups.rs"]
 mod backups;
 

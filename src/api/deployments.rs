@@ -76,7 +76,7 @@ pub struct DeployRequest {
     pub name: Option<String>,
     /// Non-secret settings, by key (see the app's settings schema).
     #[serde(default)]
-    #[schema(value_type = BTreeMap<String, Object>)]
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Secret settings, by key (the schema marks them `secret`); stored in
     /// the daemon's secrets directory, never echoed back.
@@ -111,7 +111,7 @@ pub struct ApplyRequest {
     pub app: String,
     /// The complete desired non-secret settings.
     #[serde(default)]
-    #[schema(value_type = BTreeMap<String, Object>)]
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub settings: BTreeMap<String, serde_json::Value>,
     /// Secret settings to set or change; absent keys keep their values.
     #[serde(default)]
@@ -214,7 +214,7 @@ pub struct Plan {
     /// The steps, in order.
     pub steps: Vec<String>,
     /// The effective settings (secrets as `"***"`).
-    #[schema(value_type = BTreeMap<String, Object>)]
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub settings: BTreeMap<String, serde_json::Value>,
     /// The hash of the rendered configuration.
     pub config_hash: String,
@@ -345,7 +345,7 @@ pub struct Deployment {
     /// The last health probe.
     pub health: HealthSummary,
     /// Settings (secrets as `"***"`).
-    #[schema(value_type = BTreeMap<String, Object>)]
+    #[schema(value_type = BTreeMap<String, Value>)]
     pub settings: BTreeMap<String, serde_json::Value>,
     /// The recorded container resources.
     pub resources: Resources,
@@ -440,7 +440,7 @@ pub struct SettingInfo {
     /// Must be given (no default).
     pub required: bool,
     /// The default, if any (never shown for secrets).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub default: Option<serde_json::Value>,
     /// Given in `secrets`, stored apart, shown as `"***"`.
     pub secret: bool,

@@ -91,6 +91,7 @@ pub async fn post_backup(
     params(BackupsQuery),
     responses(
         (status = 200, description = "Backups (recorded, found on storage, or recorded but gone)", body = Vec<BackupInfo>),
+        (status = 400, description = "Bad or unknown query parameter", body = crate::api::ApiErrorBody),
         (status = 503, description = "The Proxmox tools are missing", body = crate::api::ApiErrorBody)))]
 pub async fn list_backups(
     State(ctx): State<Arc<Ctx>>,

@@ -256,7 +256,9 @@ pub async fn restart_deployment(
 /// Stops and destroys the container and forgets the deployment; backups are kept.
 #[utoipa::path(delete, path = "/v1/deployments/{name}", tag = "deployments",
     params(("name" = String, Path, description = "Deployment name"), DeleteQuery),
-    responses((status = 202, description = "Destroying", body = Operation), (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
+    responses((status = 202, description = "Destroying", body = Operation),
+              (status = 400, description = "Bad or unknown query parameter", body = crate::api::ApiErrorBody),
+              (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
               (status = 409, description = "Another operation holds the container", body = crate::api::ApiErrorBody)))]
 pub async fn delete_deployment(
     State(ctx): State<Arc<Ctx>>,

@@ -129,6 +129,7 @@ pub async fn get_operation(
     params(("id" = String, Path, description = "Operation id"), LogQuery),
     responses(
         (status = 200, description = "Log lines from `offset`", body = OpLogChunk),
+        (status = 400, description = "Bad `offset`", body = crate::api::ApiErrorBody),
         (status = 403, description = "Not an admin", body = crate::api::ApiErrorBody),
         (status = 404, description = "No such operation", body = crate::api::ApiErrorBody),
     )
@@ -150,6 +151,7 @@ pub async fn get_operation_log(
     params(("id" = String, Path, description = "Operation id"), WaitQuery),
     responses(
         (status = 200, description = "The operation when it ended, or at the timeout", body = Operation),
+        (status = 400, description = "Bad `timeout`", body = crate::api::ApiErrorBody),
         (status = 403, description = "No role", body = crate::api::ApiErrorBody),
         (status = 404, description = "No such operation", body = crate::api::ApiErrorBody),
     )
