@@ -15,6 +15,9 @@ mod support;
 #[path = "api/abuse.rs"]
 mod abuse;
 
+#[path = "api/agents_e2e.rs"]
+mod agents_e2e;
+
 #[path = "api/backups.rs"]
 mod backups;
 
