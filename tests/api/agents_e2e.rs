@@ -209,3 +209,343 @@ async fn root_netbox_agent_scans_the_sandbox_into_netbox() {
         .json();
     finish(&c, &del.id, Duration::from_secs(90)).await;
 }
+
+// --- wikijs-integration (issue 10) -------------------------------------------
+
+/// `git` with `args` in `dir`; its stdout.
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// lighttpd + `git http-backend` (Debian's packages) serving `repos` on
+/// `addr` over plain HTTP, anonymous read only; killed on drop.
+struct GitServer(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn git_server(repos: &std::path::Path, ip: &str, port: u16) -> GitServer {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(dir.path().join("www")).expect("www");
+    let conf = dir.path().join("lighttpd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"server.modules = ("mod_alias", "mod_setenv", "mod_cgi")
+server.bind = "{ip}"
+server.port = {port}
+server.document-root = "{www}"
+server.errorlog = "{log}"
+alias.url = ("/git" => "/usr/lib/git-core/git-http-backend")
+$HTTP["url"] =~ "^/git" {{
+  cgi.assign = ("" => "")
+  setenv.add-environment = ("GIT_PROJECT_ROOT" => "{repos}", "GIT_HTTP_EXPORT_ALL" => "1")
+}}
+"#,
+            www = dir.path().join("www").display(),
+            log = dir.path().join("error.log").display(),
+            repos = repos.display(),
+        ),
+    )
+    .expect("conf");
+    let child = std::process::Command::new("/usr/sbin/lighttpd")
+        .args(["-D", "-f"])
+        .arg(&conf)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("lighttpd (apt install lighttpd: scripts/install-deps.sh)");
+    GitServer(child, dir)
+}
+
+/// POSTs a GitHub push webhook signed with `secret`; the status code.
+async fn push_webhook(ip: &str, secret: &str, before: &str, after: &str, delivery: &str) -> u16 {
+    use hmac::Mac;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"ref": "refs/heads/main", "before": before, "after": after,
+                      "repository": {"full_name": "homelab/docs"}, "commits": []})
+    .to_string();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac");
+    mac.update(body.as_bytes());
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut s = tokio::net::TcpStream::connect((ip, 3001))
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST /webhook HTTP/1.1\r\nHost: {ip}\r\nContent-Type: application/json\r\n\
+         X-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n\
+         X-Hub-Signature-256: sha256={sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn page<'a>(
+    pages: &'a [fake_upstreams::wikijs_model::Page],
+    path: &str,
+) -> Option<&'a fake_upstreams::wikijs_model::Page> {
+    pages.iter().find(|p| p.path == path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_wikijs_integration_publishes_pushes_into_the_wiki() {
+    if !root_tier(
+        "root_wikijs_integration_publishes_pushes_into_the_wiki",
+        "containers need root",
+    ) {
+        return;
+    }
+    const SECRET: &str = "whsec-e2e-7f3a";
+    let n = Node::with_config("sbxwk0", "10.213.92.0/24", 0, |_, _| {});
+    let model = std::sync::Arc::new(fake_upstreams::WikiModel::new());
+    let wiki = fake_upstreams::WikiJs::new()
+        .with_key(fake_upstreams::Secret::new(crate::deployments::WIKI_KEY))
+        .with_model(model.clone())
+        .serve(std::net::SocketAddr::from(([10, 213, 92, 1], 0)))
+        .await
+        .expect("fake Wiki.js");
+
+    // The repository: docs/ in a code repository, served by a real Git
+    // server on the bridge.
+    let work = tempfile::tempdir().expect("tmp");
+    let repo = work.path().join("project");
+    let repos = work.path().join("repos");
+    std::fs::create_dir_all(repo.join("docs/img")).expect("mkdir");
+    std::fs::create_dir_all(&repos).expect("mkdir");
+    std::fs::write(repo.join("src.rs"), "fn main() {}\n").expect("write");
+    std::fs::write(
+        repo.join("docs/README.md"),
+        "# Homelab\n\nStart with the [guide](guide.md).\n",
+    )
+    .expect("write");
+    std::fs::write(
+        repo.join("docs/guide.md"),
+        "---\ntitle: The guide\ntags: [Setup, Homelab]\n---\nSee [setup](setup.md).\n\n![logo](img/logo.png)\n",
+    )
+    .expect("write");
+    std::fs::write(repo.join("docs/setup.md"), "# Setup\n\nStep one.\n").expect("write");
+    std::fs::write(repo.join("docs/old.md"), "# Old\n\nTo be removed.\n").expect("write");
+    std::fs::write(repo.join("docs/img/logo.png"), b"\x89PNG\r\n\x1a\nfirst").expect("write");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "docs"]);
+    git(
+        work.path(),
+        &["clone", "-q", "--bare", "project", "repos/project.git"],
+    );
+    git(
+        &repo,
+        &[
+            "remote",
+            "add",
+            "origin",
+            repos.join("project.git").to_str().expect("utf8"),
+        ],
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("10.213.92.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let _server = git_server(&repos, "10.213.92.1", port);
+
+    let c = n.client();
+    let mut req = n.request("wikijs-integration", "wiki");
+    req["settings"] = json!({
+        "wikijs_url": wiki.url(),
+        "repository": format!("http://10.213.92.1:{port}/git/project.git"),
+        "branch": "main",
+        "subfolder": "docs",
+        "prefix": "docs",
+        "interval": "1h",
+    });
+    req["secrets"] =
+        json!({"wikijs_api_key": crate::deployments::WIKI_KEY, "webhook_secret": SECRET});
+    let (op, log) = deploy(&c, &req).await;
+    assert_eq!(op.status, OpStatus::Succeeded, "{log}");
+    let d: Value = c.get("/v1/deployments/wiki").await.expect(200).json();
+    let ip = d["ip"].as_str().expect("ip").to_string();
+    let vmid = d["vmid"].as_u64().expect("vmid").to_string();
+
+    // The first run publishes the docs folder (the code is not a doc).
+    let pages = wait_until("the initial sync", 120, || async {
+        let p = model.pages();
+        (p.len() >= 4).then_some(p)
+    })
+    .await;
+    let paths: Vec<&str> = pages.iter().map(|p| p.path.as_str()).collect();
+    for want in ["docs", "docs/guide", "docs/setup", "docs/old"] {
+        assert!(paths.contains(&want), "{want} not in {paths:?}");
+    }
+    assert!(!paths.iter().any(|p| p.contains("src")), "{paths:?}");
+    let guide = page(&pages, "docs/guide").expect("guide");
+    assert_eq!(guide.title, "The guide");
+    assert!(
+        guide.content.contains("/docs/setup"),
+        "link rewritten: {}",
+        guide.content
+    );
+    let setup_id = page(&pages, "docs/setup").expect("setup").id;
+    let assets = model.assets();
+    let logo = assets
+        .iter()
+        .find(|(path, _)| path.ends_with("logo.png"))
+        .expect("the image uploaded as an asset")
+        .clone();
+    assert!(
+        guide.content.contains(&logo.0) || guide.content.contains("logo.png"),
+        "{}",
+        guide.content
+    );
+
+    // A push: rename setup → install (and the link to it), delete old, a new
+    // image; the signed webhook makes it visible.
+    let before = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["mv", "docs/setup.md", "docs/install.md"]);
+    git(&repo, &["rm", "-q", "docs/old.md"]);
+    std::fs::write(
+        repo.join("docs/guide.md"),
+        "---\ntitle: The guide\ntags: [Setup, Homelab]\n---\nSee [install](install.md).\n\n![logo](img/logo.png)\n",
+    )
+    .expect("write");
+    std::fs::write(repo.join("docs/img/logo.png"), b"\x89PNG\r\n\x1a\nsecond").expect("write");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "rename, delete, new logo"]);
+    git(&repo, &["push", "-q", "origin", "main"]);
+    let after = git(&repo, &["rev-parse", "HEAD"]);
+    // A bad signature is refused and changes nothing.
+    assert_eq!(
+        push_webhook(&ip, "wrong-secret", &before, &after, "d-0").await,
+        401
+    );
+    assert_eq!(push_webhook(&ip, SECRET, &before, &after, "d-1").await, 202);
+    let pages = wait_until("the pushed change", 60, || async {
+        let p = model.pages();
+        let done = page(&p, "docs/install").is_some()
+            && page(&p, "docs/setup").is_none()
+            && page(&p, "docs/old").is_none();
+        done.then_some(p)
+    })
+    .await;
+    assert_eq!(
+        page(&pages, "docs/install").expect("install").id,
+        setup_id,
+        "a rename is a move of the same page (history kept)"
+    );
+    let guide = page(&pages, "docs/guide").expect("guide");
+    assert!(guide.content.contains("/docs/install"), "{}", guide.content);
+    let new_logo = model
+        .assets()
+        .into_iter()
+        .find(|(path, _)| path.ends_with("logo.png"))
+        .expect("logo");
+    assert_ne!(
+        format!("{:?}", new_logo.1),
+        format!("{:?}", logo.1),
+        "the changed image was uploaded again"
+    );
+    // A replayed delivery is dropped.
+    assert_eq!(push_webhook(&ip, SECRET, &before, &after, "d-1").await, 200);
+
+    // Kill the service in the middle of a big sync: it converges, no page
+    // twice.
+    for i in 0..40 {
+        std::fs::write(
+            repo.join(format!("docs/note-{i:02}.md")),
+            format!("# Note {i}\n\nText {i}.\n"),
+        )
+        .expect("write");
+    }
+    let before = after;
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "forty notes"]);
+    git(&repo, &["push", "-q", "origin", "main"]);
+    let after = git(&repo, &["rev-parse", "HEAD"]);
+    // Wiki.js goes down (503) after a few writes: the sync is stuck in its
+    // retries, half done, when the service is killed.
+    model.fail_after(12);
+    assert_eq!(push_webhook(&ip, SECRET, &before, &after, "d-2").await, 202);
+    let notes = |p: &[fake_upstreams::wikijs_model::Page]| {
+        p.iter()
+            .filter(|p| p.path.starts_with("docs/note-"))
+            .count()
+    };
+    wait_until("the sync under way", 30, || async {
+        (notes(&model.pages()) > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let at_kill = notes(&model.pages());
+    assert!(
+        at_kill > 0 && at_kill < 40,
+        "the kill must land mid-sync: {at_kill} of 40 notes written"
+    );
+    let out = n.pct(&[
+        "exec",
+        &vmid,
+        "--",
+        "systemctl",
+        "kill",
+        "-s",
+        "SIGKILL",
+        "wikijs-integration",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    model.recover();
+    let pages = wait_until("convergence after the kill", 120, || async {
+        let p = model.pages();
+        (notes(&p) >= 40).then_some(p)
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &pages {
+        assert!(
+            seen.insert(p.path.clone()),
+            "page {} twice: {:?}",
+            p.path,
+            pages.iter().map(|p| &p.path).collect::<Vec<_>>()
+        );
+    }
+    let del: Operation = c
+        .delete("/v1/deployments/wiki?purge=true")
+        .await
+        .expect(202)
+        .json();
+    finish(&c, &del.id, Duration::from_secs(90)).await;
+}

@@ -27,7 +27,7 @@ use crate::daemon::{root_tier, Client, Daemon, Options};
 use crate::support;
 
 pub(crate) const TOKEN: &str = "nbt_0123456789ab.deadbeefdeadbeefdeadbeefdeadbeefdeadbeef";
-const WIKI_KEY: &str = "eyJhbGciOiJSUzI1NiJ9.test.key";
+pub(crate) const WIKI_KEY: &str = "eyJhbGciOiJSUzI1NiJ9.test.key";
 
 pub(crate) fn agents_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release")
