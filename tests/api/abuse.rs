@@ -597,6 +597,7 @@ fn no_production_code_runs_a_shell() {
             .to_string();
         if rel.contains("/tests/")
             || rel.contains("/benches/")
+            || rel.contains("/examples/")
             || rel.ends_with("/tests.rs")
             || rel.contains("testing.rs")
         {

@@ -260,7 +260,7 @@ async fn every_problem_is_reported_at_once_naming_the_field() {
         "name: 'Bad_Name' is not a DNS label",
         "settings.netbox_url: 'ftp://x' is not an http:// or https:// URL",
         "settings.interval: 'soon' is not a duration",
-        "settings.bogus: unknown setting; this app has: interval, netbox_timeout, netbox_url",
+        "settings.bogus: unknown setting; this app has: adopt_existing, full_sync_interval,",
         "secrets.netbox_token: required",
         "overrides.cores: 0 is outside 1..=512",
         "overrides.memory: 1 MiB is outside 16..=4194304 MiB",

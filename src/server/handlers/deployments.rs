@@ -24,7 +24,6 @@ use crate::error::Error;
 use crate::ops::kinds::deploy::Deploy;
 use crate::ops::kinds::deployment::{set_spec, Action, ApplyPlan, DeploymentOp};
 use crate::ops::OpTask;
-use crate::pve::types::CtState;
 use crate::pve::Pve;
 use crate::server::auth::Caller;
 use crate::server::error::{with_location, ApiJson, ApiPath, ApiQuery};
@@ -132,17 +131,22 @@ async fn deploy(ctx: &Ctx, caller: Caller, req: &DeployRequest) -> Result<Respon
 )]
 pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<Deployment>>, Error> {
     let recs = ctx.app.store.list_deployments()?;
+    // The host state as supervision reads it: on a Proxmox node the
+    // container configs and LXC's command sockets (no subprocess per
+    // request), else one `pct list`.
+    let reader = crate::supervise::hoststate::HostReader::new(&ctx.app.config().supervise);
     let states: BTreeMap<u32, ContainerState> = match &ctx.app.pve {
-        Some(p) => match p.pct_list().await {
-            Ok(list) => list
+        Some(p) => match reader.read(Some(p)).await {
+            Ok(snap) => snap
+                .cts
                 .into_iter()
-                .map(|e| {
-                    let s = match e.status {
-                        CtState::Running => ContainerState::Running,
-                        CtState::Stopped => ContainerState::Stopped,
-                        _ => ContainerState::Unknown,
+                .map(|(vmid, ct)| {
+                    let s = if ct.running {
+                        ContainerState::Running
+                    } else {
+                        ContainerState::Stopped
                     };
-                    (e.vmid, s)
+                    (vmid, s)
                 })
                 .collect(),
             Err(_) => BTreeMap::new(),
