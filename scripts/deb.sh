@@ -84,6 +84,7 @@ doc="$stage/usr/share/doc/1ld"
 install -D -m 0644 README.md "$doc/README.md"
 gzip -9n "$doc/README.md"
 install -m 0644 packaging/debian/copyright "$doc/copyright"
+install -D -m 0644 packaging/debian/lintian-overrides "$stage/usr/share/lintian/overrides/1ld"
 changelog_date="$(date -R -u -d "@$SOURCE_DATE_EPOCH")"
 sed -e "s/@VERSION@/$version/" -e "s/@DATE@/$changelog_date/" packaging/debian/changelog |
   gzip -9n >"$doc/changelog.gz"
