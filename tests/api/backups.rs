@@ -136,7 +136,8 @@ fn assert_no_throwaway(n: &Node) {
     }
 }
 
-fn ctl(socket: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+/// `1ldctl --socket <socket> <args>`: exit code, stdout, stderr.
+pub(crate) fn ctl(socket: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
     let out = std::process::Command::new(CTL)
         .arg("--socket")
         .arg(socket)
@@ -161,18 +162,7 @@ async fn root_backup_through_1ld_is_app_aware_and_recorded() {
     let (hook, seen, _task) = crate::notify::receiver().await;
     let n = Node::with_config("sbxbak0", "10.213.83.0/24", 0, move |c, _| {
         c.backup.notify_success = true;
-        c.notify.retry_initial_secs = 1;
-        c.notify.targets.insert(
-            "hook".into(),
-            oneld::notify::TargetConfig {
-                kind: oneld::notify::TargetKind::Webhook,
-                url: format!("http://{hook}/1ld"),
-                headers: Default::default(),
-                events: vec![],
-                min_severity: oneld::notify::Severity::Info,
-                ca_file: None,
-            },
-        );
+        crate::notify::hook_target(c, hook);
     })
     .with_upstreams()
     .await;

@@ -22,6 +22,23 @@ const KEY: &str = "integration-hmac-key-7f3a9c";
 /// Headers and body of each request a receiver got.
 pub(crate) type Seen = Arc<Mutex<Vec<(hyper::HeaderMap, Vec<u8>)>>>;
 
+/// A webhook target named `hook` posting to `http://<addr>/1ld`, every
+/// event from severity info, into `cfg` (and quick retries).
+pub(crate) fn hook_target(cfg: &mut oneld::config::Config, addr: SocketAddr) {
+    cfg.notify.retry_initial_secs = 1;
+    cfg.notify.targets.insert(
+        "hook".into(),
+        TargetConfig {
+            kind: TargetKind::Webhook,
+            url: format!("http://{addr}/1ld"),
+            headers: Default::default(),
+            events: vec![],
+            min_severity: oneld::notify::Severity::Info,
+            ca_file: None,
+        },
+    );
+}
+
 /// A receiver answering 204 to everything.
 pub(crate) async fn receiver() -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -20,25 +20,11 @@ use oneld::paths::Paths;
 use oneld::store::Store;
 use serde_json::{json, Value};
 
+use crate::backups::ctl;
 use crate::daemon::root_tier;
 use crate::deployments::{deploy, fast_daemon, finish, log_of, Node};
 
-const CTL: &str = env!("CARGO_BIN_EXE_1ldctl");
 const BUILTIN: &str = include_str!("../../src/apps/builtin/netbox-agent.toml");
-
-fn ctl(socket: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(CTL)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("1ldctl");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The built-in netbox-agent manifest as version `v`, its rendered config
 /// carrying `extra` (TOML lines).
@@ -145,18 +131,7 @@ async fn root_upgrade_snapshots_or_backs_up_and_rolls_back() {
     let (hook, seen, _task) = crate::notify::receiver().await;
     let n = Node::with_config("sbxupg0", "10.213.88.0/24", 0, move |c, _| {
         c.upgrade.keep_safety_secs = 1;
-        c.notify.retry_initial_secs = 1;
-        c.notify.targets.insert(
-            "hook".into(),
-            oneld::notify::TargetConfig {
-                kind: oneld::notify::TargetKind::Webhook,
-                url: format!("http://{hook}/1ld"),
-                headers: Default::default(),
-                events: vec![],
-                min_severity: oneld::notify::Severity::Info,
-                ca_file: None,
-            },
-        );
+        crate::notify::hook_target(c, hook);
     })
     .with_upstreams()
     .await;
