@@ -188,7 +188,10 @@ pub async fn run(
     beat: crate::daemon::notify::Beat,
 ) {
     use rand::Rng;
-    let mut tick = tokio::time::interval(TICK.min(crate::daemon::notify::beat_every()));
+    // Woken every 5 s (or faster, for the heartbeat), so schedules are
+    // looked at every TICK, not every next multiple of the beat.
+    let mut tick =
+        tokio::time::interval(Duration::from_secs(5).min(crate::daemon::notify::beat_every()));
     let mut last = std::time::Instant::now() - TICK;
     // (deployment, job) → (attempts so far, when to try next).
     let mut retries: std::collections::HashMap<(String, Job), (u32, i64)> = Default::default();

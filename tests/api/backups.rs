@@ -522,7 +522,9 @@ async fn root_minutely_schedule_fires_and_catches_up_once() {
     assert_eq!(op.status, OpStatus::Succeeded, "{op:?}\n{log}");
 
     // The schedule fires at the next minute (within a tick of it).
-    let first = wait_scheduled(&c, 1, 80).await;
+    // A schedule is first seen at a tick (every 15 s, longer on a loaded
+    // machine), then fires at the next minute: within 60 s + two ticks.
+    let first = wait_scheduled(&c, 1, 150).await;
     let (t1, op1) = &first[0];
     let op1 = finish(&c, &op1.id, Duration::from_secs(120)).await;
     assert_eq!(
@@ -533,7 +535,7 @@ async fn root_minutely_schedule_fires_and_catches_up_once() {
     );
     let minute = t1 - t1.rem_euclid(MINUTE_MS);
     assert!(
-        t1 - minute < 20_000,
+        t1 - minute < 40_000,
         "a minutely run started {} ms after its minute",
         t1 - minute
     );
@@ -564,13 +566,13 @@ async fn root_minutely_schedule_fires_and_catches_up_once() {
     assert_eq!(catch_up.status, OpStatus::Succeeded);
 
     // The schedule goes on from now: one regular run at minute+3, no burst.
-    let all = wait_scheduled(&c, 3, 40).await;
+    let all = wait_scheduled(&c, 3, 60).await;
     let regular: Vec<&(i64, Operation)> = all
         .iter()
         .filter(|(t, _)| *t >= minute + 3 * MINUTE_MS)
         .collect();
     assert_eq!(regular.len(), 1, "{regular:?}");
-    assert!(regular[0].0 < minute + 3 * MINUTE_MS + 20_000);
+    assert!(regular[0].0 < minute + 3 * MINUTE_MS + 40_000);
     let op3 = finish(&c, &regular[0].1.id, Duration::from_secs(120)).await;
     assert_eq!(op3.status, OpStatus::Succeeded);
     let list: Vec<BackupInfo> = c.get("/v1/backups?deployment=nb").await.expect(200).json();
