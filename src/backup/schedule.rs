@@ -262,11 +262,7 @@ pub async fn run(
                     continue;
                 }
             };
-            let who = crate::api::Requestor {
-                uid: 0,
-                user: "1ldd-scheduler".into(),
-                pid: i32::try_from(std::process::id()).unwrap_or(0),
-            };
+            let who = scheduler();
             match ops.submit(op, who).await {
                 Ok(op) => {
                     retries.remove(&key);
@@ -331,11 +327,7 @@ async fn release_safety_points(
         ) {
             continue;
         }
-        let who = crate::api::Requestor {
-            uid: 0,
-            user: "1ldd-scheduler".into(),
-            pid: i32::try_from(std::process::id()).unwrap_or(0),
-        };
+        let who = scheduler();
         let op = ReleaseOp::new(env_of(), &d.name, s.vmid, &s.snapshot);
         match ops.submit(Box::new(op), who).await {
             Ok(op) => {
@@ -403,6 +395,15 @@ fn set_status(store: &Store, name: &str, job: Job, status: &str, op: Option<&str
         r.last_op = op.map(str::to_string);
         r.last_status = Some(status.chars().take(300).collect());
         let _ = store.put_schedule_run(&r);
+    }
+}
+
+/// Who the scheduler's operations are submitted as.
+fn scheduler() -> crate::api::Requestor {
+    crate::api::Requestor {
+        uid: 0,
+        user: "1ldd-scheduler".into(),
+        pid: i32::try_from(std::process::id()).unwrap_or(0),
     }
 }
 

@@ -331,6 +331,16 @@ pub struct DestroyOptions {
     pub destroy_unreferenced_disks: bool,
 }
 
+impl DestroyOptions {
+    /// Everything 1ld removes when it destroys a container of its own:
+    /// purge, force, unreferenced disks.
+    pub const FULL: DestroyOptions = DestroyOptions {
+        purge: true,
+        force: true,
+        destroy_unreferenced_disks: true,
+    };
+}
+
 /// Checks a snapshot name (`[a-z][a-z0-9_-]+`, max 40, not reserved).
 pub fn check_snapshot_name(name: &str) -> Result<(), PveError> {
     let mut chars = name.chars();

@@ -468,11 +468,7 @@ impl Deploy {
             Err(PveError::NotRunning { .. }) => {}
             Err(e) => ctx.log(&format!("stopping CT {vmid}: {e}")),
         }
-        let opts = DestroyOptions {
-            purge: true,
-            force: true,
-            destroy_unreferenced_disks: true,
-        };
+        let opts = DestroyOptions::FULL;
         match pve.pct_destroy(vmid, opts).await {
             Ok(()) | Err(PveError::NotFound { .. }) => {
                 ctx.log(&format!("destroyed CT {vmid}"));

@@ -406,11 +406,7 @@ impl DeploymentOp {
         let pve = ctx.pve()?;
         super::clear_lock(ctx, self.vmid, &["destroyed"]).await?;
         let _ = pve.pct_stop(self.vmid).await;
-        let opts = DestroyOptions {
-            purge: true,
-            force: true,
-            destroy_unreferenced_disks: true,
-        };
+        let opts = DestroyOptions::FULL;
         match pve.pct_destroy(self.vmid, opts).await {
             Ok(()) => ctx.log(&format!(
                 "interrupted destroy finished: CT {} destroyed",

@@ -15,6 +15,28 @@ pub mod template_download;
 pub mod upgrade;
 pub mod verify;
 
+/// Reserves the lowest vmid of `range` free in the cluster for this
+/// operation (released by its compensation); `what` names the range in
+/// the error (`the app's range`, `[backup] verify_vmid_range`).
+pub(crate) async fn reserve_vmid(
+    ctx: &crate::ops::OpCtx,
+    store: &crate::store::Store,
+    (lo, hi): (u32, u32),
+    what: &str,
+) -> Result<u32, crate::error::Error> {
+    let taken: std::collections::BTreeSet<u32> = ctx
+        .pve()?
+        .cluster_vmids()
+        .await
+        .map_err(|e| crate::deploy::step_error("reserve vmid", e.into()))?
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    store
+        .reserve_vmid(lo, hi, &taken, &ctx.id(), crate::store::now_ms())?
+        .ok_or_else(|| crate::error::Error::conflict(format!("no free vmid in {what} {lo}..={hi}")))
+}
+
 /// After a crash: removes a lock an interrupted operation's own Proxmox
 /// command left on CT `vmid` (vzdump's `backup`, `snapshot`, ...), when the
 /// lock is one of `ours` and no process of that command still runs for the

@@ -18,7 +18,6 @@
 //! restored container keeps working with its own files, and a later
 //! `apply` must be given the secrets again.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -149,20 +148,8 @@ impl RestoreOp {
             }
             Target::New { name } => {
                 ctx.step(1, n, "reserve vmid");
-                let taken: BTreeSet<u32> = pve
-                    .cluster_vmids()
-                    .await
-                    .map_err(|e| step_error("reserve vmid", e.into()))?
-                    .into_iter()
-                    .map(|(v, _)| v)
-                    .collect();
-                let (lo, hi) = plan.vmid_range;
-                let v = env
-                    .store
-                    .reserve_vmid(lo, hi, &taken, &ctx.id(), now_ms())?
-                    .ok_or_else(|| {
-                        Error::conflict(format!("no free vmid in the app's range {lo}..={hi}"))
-                    })?;
+                let v = super::reserve_vmid(ctx, &env.store, plan.vmid_range, "the app's range")
+                    .await?;
                 p.vmid = Some(v);
                 self.save(ctx, &p);
                 ctx.log(&format!("vmid {v} reserved for '{name}'"));
@@ -336,15 +323,8 @@ impl RestoreOp {
                 {
                     let _ = pve.pct_stop(vmid).await;
                     let _ = pve.pct_unlock(vmid).await;
-                    pve.pct_destroy(
-                        vmid,
-                        crate::pve::pct::DestroyOptions {
-                            purge: true,
-                            force: true,
-                            destroy_unreferenced_disks: true,
-                        },
-                    )
-                    .await?;
+                    pve.pct_destroy(vmid, crate::pve::pct::DestroyOptions::FULL)
+                        .await?;
                     ctx.log(&format!("destroyed the half-restored CT {vmid}"));
                 }
                 Ok(_) => ctx.log(&format!("CT {vmid} is not this restore's; left alone")),

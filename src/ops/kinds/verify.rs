@@ -114,22 +114,13 @@ impl VerifyOp {
         let mut p = self.payload.clone();
         let n = 5;
         ctx.step(1, n, "reserve a throwaway vmid");
-        let taken: std::collections::BTreeSet<u32> = pve
-            .cluster_vmids()
-            .await
-            .map_err(|e| step_error("reserve vmid", e.into()))?
-            .into_iter()
-            .map(|(v, _)| v)
-            .collect();
-        let (lo, hi) = plan.vmid_range;
-        let vmid = env
-            .store
-            .reserve_vmid(lo, hi, &taken, &ctx.id(), now_ms())?
-            .ok_or_else(|| {
-                Error::conflict(format!(
-                    "no free vmid in [backup] verify_vmid_range {lo}..={hi}"
-                ))
-            })?;
+        let vmid = super::reserve_vmid(
+            ctx,
+            &env.store,
+            plan.vmid_range,
+            "[backup] verify_vmid_range",
+        )
+        .await?;
         p.vmid = Some(vmid);
         self.save(ctx, &p);
         ctx.step(2, n, "restore into the throwaway");
@@ -230,15 +221,7 @@ impl VerifyOp {
                 {
                     let _ = pve.pct_stop(vmid).await;
                     let _ = pve.pct_unlock(vmid).await;
-                    pve.pct_destroy(
-                        vmid,
-                        DestroyOptions {
-                            purge: true,
-                            force: true,
-                            destroy_unreferenced_disks: true,
-                        },
-                    )
-                    .await?;
+                    pve.pct_destroy(vmid, DestroyOptions::FULL).await?;
                     ctx.log(&format!("throwaway CT {vmid} destroyed"));
                 }
                 Ok(_) => ctx.log(&format!("CT {vmid} is not this verification's; left alone")),
