@@ -135,34 +135,38 @@ pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<De
     // container configs and LXC's command sockets (no subprocess per
     // request), else one `pct list`.
     let reader = crate::supervise::hoststate::HostReader::new(&ctx.app.config().supervise);
-    let states: BTreeMap<u32, ContainerState> = match &ctx.app.pve {
+    // `None`: the host state could not be read, so every state is unknown
+    // (not "missing": that would claim the containers are gone).
+    let states: Option<BTreeMap<u32, ContainerState>> = match &ctx.app.pve {
         Some(p) => match reader.read(Some(p)).await {
-            Ok(snap) => snap
-                .cts
-                .into_iter()
-                .map(|(vmid, ct)| {
-                    let s = if ct.running {
-                        ContainerState::Running
-                    } else {
-                        ContainerState::Stopped
-                    };
-                    (vmid, s)
-                })
-                .collect(),
-            Err(_) => BTreeMap::new(),
+            Ok(snap) => Some(
+                snap.cts
+                    .into_iter()
+                    .map(|(vmid, ct)| {
+                        let s = if ct.running {
+                            ContainerState::Running
+                        } else {
+                            ContainerState::Stopped
+                        };
+                        (vmid, s)
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!("container states for the list: {e}");
+                None
+            }
         },
-        None => BTreeMap::new(),
+        None => None,
     };
-    let listed = !states.is_empty() || ctx.app.pve.is_some();
     let sup = ctx.app.store.supervision_all()?;
     Ok(Json(
         recs.iter()
             .map(|r| {
-                let s = states.get(&r.vmid).copied().unwrap_or(if listed {
-                    ContainerState::Missing
-                } else {
-                    ContainerState::Unknown
-                });
+                let s = match &states {
+                    Some(m) => m.get(&r.vmid).copied().unwrap_or(ContainerState::Missing),
+                    None => ContainerState::Unknown,
+                };
                 let mut d = view::to_api(r, s);
                 d.supervision = sup.get(&r.name).map(view::supervision);
                 d
