@@ -18,70 +18,14 @@ use std::time::{Duration, Instant};
 use oneld::config::Config;
 use oneld::paths::Paths;
 use oneld::store::Store;
-use support::seed_operations;
+use support::{seed_deployments, seed_operations};
 
 const STORED: usize = 100;
 const RUNS: usize = 60;
 
-/// 100 deployments as a deploy records them (the daemon lists them without
-/// Proxmox tools: state `unknown`).
-fn seed_deployments(store: &Store) {
-    use oneld::api::{HealthStatus, HealthSummary, IntendedState, Resources};
-    let now = oneld::store::now_ms();
-    for i in 0..STORED {
-        let mut settings = std::collections::BTreeMap::new();
-        settings.insert(
-            "netbox_url".to_string(),
-            serde_json::json!(format!("http://netbox{i}.lan:8000")),
-        );
-        settings.insert("interval".to_string(), serde_json::json!("5m"));
-        store
-            .insert_deployment(&oneld::store::DeploymentRecord {
-                name: format!("bench-{i:03}"),
-                app: "netbox-agent".into(),
-                app_version: "0.1.0".into(),
-                vmid: 1000 + i as u32,
-                node: "pve".into(),
-                intended_state: IntendedState::Running,
-                spec: oneld::store::StoredSpec {
-                    resources: Resources {
-                        cores: 2,
-                        memory: 2048,
-                        swap: 512,
-                        disk: 8,
-                        storage: "local-lvm".into(),
-                        bridge: "vmbr0".into(),
-                        ip: "dhcp".into(),
-                        gw: None,
-                        ip6: "auto".into(),
-                        onboot: true,
-                    },
-                    tags: vec!["1ld".into(), "1ld-netbox-agent".into()],
-                    settings,
-                    secret_keys: vec!["netbox_token".into()],
-                    supervise: Default::default(),
-                    backup: Default::default(),
-                },
-                config_hash: format!("fnv1a64:{i:016x}"),
-                ip: Some(format!("10.0.{}.{}", i / 250, i % 250 + 2)),
-                health: HealthSummary {
-                    status: HealthStatus::Healthy,
-                    checked_at: Some("2026-01-02T03:04:05Z".into()),
-                    detail: None,
-                },
-                drift: Vec::new(),
-                adopted: false,
-                created_ms: now,
-                updated_ms: now,
-                last_backup_ms: None,
-            })
-            .expect("insert deployment");
-    }
-}
-
 fn seed(state: &Path, socket: &Path) {
     let store = Store::open(&Paths::with(state, socket)).expect("open the store");
-    seed_deployments(&store);
+    seed_deployments(&store, STORED);
     seed_operations(&store, STORED, 5, None);
 }
 

@@ -29,7 +29,6 @@
 mod support;
 
 use std::net::Ipv4Addr;
-use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +44,7 @@ use oneld::api::{HealthStatus, HealthSummary, IntendedState};
 use oneld::paths::Paths;
 use oneld::store::{DeploymentRecord, Store, StoredSpec};
 use serde_json::json;
+use support::command_socket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -342,14 +342,6 @@ impl Layout {
         }
         cfg
     }
-}
-
-/// LXC's command socket of a running container, as `lxc-start -P <lxc>` binds it.
-fn command_socket(lxc: &Path, vmid: u32) -> Result<std::os::unix::net::UnixListener, String> {
-    let name = format!("{}/{vmid}/command", lxc.display());
-    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
-        .map_err(|e| format!("abstract name {name}: {e}"))?;
-    std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| format!("bind @{name}: {e}"))
 }
 
 /// Prepares a run: store, manifest, stand-ins, container state (files

@@ -101,3 +101,82 @@ pub fn seed_operations(store: &Store, n: usize, steps: u32, percent: Option<f32>
         })
         .collect()
 }
+
+/// `n` deployments (`bench-0000`…, vmids from 1000) as a deploy records
+/// them, at loopback addresses 127.1.x.y (supervision stays off in the
+/// benches that list them, so nothing probes them).
+pub fn seed_deployments(store: &Store, n: usize) {
+    use oneld::api::{HealthStatus, HealthSummary, IntendedState, Resources};
+    let now = oneld::store::now_ms();
+    for i in 0..n {
+        let mut settings = std::collections::BTreeMap::new();
+        settings.insert(
+            "netbox_url".to_string(),
+            serde_json::json!(format!("http://netbox{i}.lan:8000")),
+        );
+        settings.insert("interval".to_string(), serde_json::json!("5m"));
+        store
+            .insert_deployment(&oneld::store::DeploymentRecord {
+                name: bench_name(i),
+                app: "netbox-agent".into(),
+                app_version: "0.1.0".into(),
+                vmid: bench_vmid(i),
+                node: "pve".into(),
+                intended_state: IntendedState::Running,
+                spec: oneld::store::StoredSpec {
+                    resources: Resources {
+                        cores: 2,
+                        memory: 2048,
+                        swap: 512,
+                        disk: 8,
+                        storage: "local-lvm".into(),
+                        bridge: "vmbr0".into(),
+                        ip: "dhcp".into(),
+                        gw: None,
+                        ip6: "auto".into(),
+                        onboot: true,
+                    },
+                    tags: vec!["1ld".into(), "1ld-netbox-agent".into()],
+                    settings,
+                    secret_keys: vec!["netbox_token".into()],
+                    supervise: Default::default(),
+                    backup: Default::default(),
+                },
+                config_hash: format!("fnv1a64:{i:016x}"),
+                ip: Some(format!("127.1.{}.{}", i / 250, i % 250 + 2)),
+                health: HealthSummary {
+                    status: HealthStatus::Healthy,
+                    checked_at: Some("2026-01-02T03:04:05Z".into()),
+                    detail: None,
+                },
+                drift: Vec::new(),
+                adopted: false,
+                created_ms: now,
+                updated_ms: now,
+                last_backup_ms: None,
+            })
+            .expect("insert deployment");
+    }
+}
+
+/// The name of the `i`th seeded deployment.
+pub fn bench_name(i: usize) -> String {
+    format!("bench-{i:04}")
+}
+
+/// The vmid of the `i`th seeded deployment.
+pub fn bench_vmid(i: usize) -> u32 {
+    1000 + i as u32
+}
+
+/// LXC's command socket of a running container, as `lxc-start -P <lxc>` binds it.
+pub fn command_socket(
+    lxc: &std::path::Path,
+    vmid: u32,
+) -> Result<std::os::unix::net::UnixListener, String> {
+    let name = format!("{}/{vmid}/command", lxc.display());
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| format!("abstract name {name}: {e}"))?;
+    std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| format!("bind @{name}: {e}"))
+}

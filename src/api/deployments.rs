@@ -145,6 +145,19 @@ pub struct AdoptRequest {
     pub name: Option<String>,
 }
 
+/// Query of `GET /v1/deployments/{name}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeploymentQuery {
+    /// Ask the host now (`pct status`, the container's address) and probe
+    /// the app once, recording what changed; default false: the recorded
+    /// deployment with the container state of the shared host snapshot (at
+    /// most a second old), cheap enough to poll.
+    #[serde(default)]
+    pub live: bool,
+}
+
 /// Query of `DELETE /v1/deployments/{name}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

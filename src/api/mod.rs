@@ -19,10 +19,10 @@ pub use backups::{
 };
 pub use deployments::{
     AdoptRequest, AppCatalog, AppContainer, AppInfo, AppLoadError, ApplyPreview, ApplyRequest,
-    Change, ContainerState, DeleteQuery, DeployRequest, Deployment, Drift, HealthStatus,
-    HealthSummary, IntendedState, LogLine, LogsQuery, Overrides, Plan, PlanFile, Resources,
-    SettingInfo, SettingKind, UnmanagedContainer, LOG_LINES_DEFAULT, LOG_LINES_MAX, RESERVED_NAMES,
-    SECRET_MASK,
+    Change, ContainerState, DeleteQuery, DeployRequest, Deployment, DeploymentQuery, Drift,
+    HealthStatus, HealthSummary, IntendedState, LogLine, LogsQuery, Overrides, Plan, PlanFile,
+    Resources, SettingInfo, SettingKind, UnmanagedContainer, LOG_LINES_DEFAULT, LOG_LINES_MAX,
+    RESERVED_NAMES, SECRET_MASK,
 };
 pub use health::{
     DeploymentHealth, HealthHour, HealthQuery, HealthRun, HealthState, Incident, LadderView,

@@ -573,7 +573,8 @@ async fn ls(c: &Client, out: &Output) -> Result<u8, ClientError> {
 }
 
 async fn status(c: &Client, out: &Output, name: &str) -> Result<u8, ClientError> {
-    let path = format!("/v1/deployments/{}", encode(name));
+    // Asked by a person: the host now and one probe, not the snapshot.
+    let path = format!("/v1/deployments/{}?live=true", encode(name));
     let v: Value = c.get(&path).await?;
     if out.json {
         out.json_value(&v);

@@ -116,6 +116,10 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// The last rendered `GET /v1/operations` page (see its handler).
     pub op_list_cache: handlers::operations::ListCache,
+    /// The host snapshot the deployment views share.
+    pub host_cache: crate::supervise::hostcache::HostCache,
+    /// The last rendered `GET /v1/deployments` (see its handler).
+    pub deployment_list_cache: handlers::deployments::ListCache,
 }
 
 /// The whole API as a router (shutdown token never cancelled; [`serve`]
@@ -135,6 +139,8 @@ fn router_with(state: AppState, shutdown: CancellationToken) -> Router {
         roles: auth::Roles::new(),
         shutdown,
         op_list_cache: handlers::operations::ListCache::default(),
+        host_cache: Default::default(),
+        deployment_list_cache: Default::default(),
     });
     let v1 = Router::new()
         .route("/host", get(host::get_host))
@@ -220,6 +226,8 @@ async fn serve_metrics(addr: &str, state: AppState, stop: CancellationToken) -> 
         roles: auth::Roles::new(),
         shutdown: stop.clone(),
         op_list_cache: handlers::operations::ListCache::default(),
+        host_cache: Default::default(),
+        deployment_list_cache: Default::default(),
     });
     let app = Router::new()
         .route("/metrics", get(handlers::metrics::get_metrics))

@@ -146,6 +146,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Bumped by every write to `operations` (see [`Store::ops_generation`]).
     ops_generation: std::sync::atomic::AtomicU64,
+    /// Bumped by every write (see [`Store::generation`]).
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Store {
@@ -214,6 +216,7 @@ impl Store {
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
                 ops_generation: std::sync::atomic::AtomicU64::new(0),
+                generation: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -234,7 +237,23 @@ impl Store {
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.inner.writer);
-        f(&mut conn).map_err(|e| self.err(e))
+        let out = f(&mut conn).map_err(|e| self.err(e));
+        // After the write, so a reader that read the old generation first
+        // may hold older data but is never served it again.
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        out
+    }
+
+    /// A counter bumped by every write to any table (a failed one too).
+    /// Read it BEFORE reading: what was read stays current as long as the
+    /// counter is unchanged. Caches of whole views (the deployment list)
+    /// are keyed by it.
+    pub fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// [`Store::write`] for the `operations` table: also bumps

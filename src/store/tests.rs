@@ -343,3 +343,19 @@ fn ops_generation_moves_with_operation_writes_only() {
     s.delete_finished_ops_before(i64::MAX).expect("prune");
     assert!(s.ops_generation() > g2, "prune bumps");
 }
+
+#[test]
+fn the_generation_moves_with_every_write() {
+    let (_t, p) = paths();
+    let s = Store::open(&p).expect("open");
+    let g0 = s.generation();
+    s.insert_op(&rec("a", 1000)).expect("insert");
+    let g1 = s.generation();
+    assert!(g1 > g0, "an operation write bumps");
+    s.append_op_log("a", 1001, "a line").expect("log");
+    let g2 = s.generation();
+    assert!(g2 > g1, "a log line bumps too (any write)");
+    let _ = s.list_ops(&OpFilter::default());
+    let _ = s.get_op("a");
+    assert_eq!(s.generation(), g2, "reads do not");
+}

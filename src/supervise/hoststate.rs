@@ -35,7 +35,7 @@ pub struct HostSnapshot {
 }
 
 /// Reads [`HostSnapshot`]s.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostReader {
     source: HostStateSource,
     ct_config_dir: PathBuf,

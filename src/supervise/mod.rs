@@ -28,6 +28,7 @@
 //!   (outbox), with a dedupe key, so it is sent once, even across restarts.
 
 pub mod history;
+pub mod hostcache;
 pub mod hoststate;
 pub mod ladder;
 pub mod machine;

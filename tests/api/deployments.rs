@@ -1343,3 +1343,91 @@ async fn root_proxy_nginx_in_front_of_the_agent() {
     }
     assert!(n.vmids().is_empty(), "{:?}", n.vmids());
 }
+
+/// `GET /v1/deployments` is tagged: a poller holding the current list gets
+/// `304`; a change on the host (within the host cache's second) or in the
+/// records gives the new list. `GET /v1/deployments/{name}` reads the same
+/// snapshot unless asked `live=true`.
+#[tokio::test]
+async fn the_list_is_tagged_and_follows_the_host() {
+    let (d, _net) = fast_daemon(|c| c.supervise.enabled = false);
+    let c = d.client();
+    let store =
+        oneld::store::Store::open(&oneld::paths::Paths::from_config(&d.config)).expect("store");
+    let mut rec = crate::supervise::sample_record("tagged", 150);
+    rec.app = "netbox-agent".into();
+    store.insert_deployment(&rec).expect("insert");
+
+    let first = c.get("/v1/deployments").await.expect(200);
+    let etag = first
+        .headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("an ETag")
+        .to_string();
+    assert!(etag.starts_with("\"fnv1a64:"), "{etag}");
+    let list: Vec<Deployment> = first.json();
+    assert_eq!(list[0].state, ContainerState::Missing, "{list:?}");
+    let again = |tag: String| {
+        let c = d.client();
+        async move {
+            c.raw(
+                Method::GET,
+                "/v1/deployments",
+                &[("if-none-match", &tag)],
+                vec![],
+            )
+            .await
+        }
+    };
+    let r = again(etag.clone()).await.expect(304);
+    assert!(r.body.is_empty());
+    again("\"other\", *".into()).await.expect(304);
+
+    // The container appears (stopped) behind 1ld's back: seen within the
+    // host cache's second, with a new tag.
+    let conf = d.tools().root.join("etc/pve/lxc/150.conf");
+    std::fs::create_dir_all(conf.parent().expect("dir")).expect("lxc dir");
+    std::fs::write(
+        &conf,
+        "arch: amd64\nhostname: tagged\nmemory: 512\nostype: debian\n\
+         rootfs: ctdata:subvol-150-disk-0,size=2G\nunprivileged: 1\n",
+    )
+    .expect("ct config");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = again(etag.clone()).await.expect(200);
+    let list: Vec<Deployment> = r.json();
+    assert_eq!(list[0].state, ContainerState::Stopped, "{list:?}");
+    let etag2 = r.headers["etag"].to_str().expect("etag").to_string();
+    assert_ne!(etag2, etag);
+
+    // The single view reads the same snapshot; `live` asks the host now.
+    let one: Deployment = c.get("/v1/deployments/tagged").await.expect(200).json();
+    assert_eq!(one.state, ContainerState::Stopped);
+    let live: Deployment = c
+        .get("/v1/deployments/tagged?live=true")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(live.state, ContainerState::Stopped);
+    let (_, msg) = c
+        .get("/v1/deployments/tagged?live=yes")
+        .await
+        .expect(400)
+        .error();
+    assert!(msg.contains("live"), "{msg}");
+
+    // Destroyed through 1ld: the list right after the operation (no wait
+    // for the host cache's second) no longer has it.
+    let op: Operation = c.delete("/v1/deployments/tagged").await.expect(202).json();
+    let op = finish(&c, &op.id, Duration::from_secs(60)).await;
+    assert_eq!(
+        op.status,
+        OpStatus::Succeeded,
+        "{}",
+        log_of(&c, &op.id).await
+    );
+    let r = again(etag2).await.expect(200);
+    let list: Vec<Deployment> = r.json();
+    assert!(list.is_empty(), "{list:?}");
+}

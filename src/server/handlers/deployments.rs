@@ -14,8 +14,8 @@ use axum::Json;
 
 use crate::api::{
     AdoptRequest, ApplyPreview, ApplyRequest, Change, ContainerState, DeleteQuery, DeployRequest,
-    Deployment, HealthStatus, HealthSummary, IntendedState, Operation, Plan, Resources,
-    UnmanagedContainer, SECRET_MASK,
+    Deployment, DeploymentQuery, HealthStatus, HealthSummary, IntendedState, Operation, Plan,
+    Resources, UnmanagedContainer, SECRET_MASK,
 };
 use crate::apps::settings::{resolve, FieldError};
 use crate::deploy::spec::{check_name, render_files, resources};
@@ -29,6 +29,9 @@ use crate::server::auth::Caller;
 use crate::server::error::{with_location, ApiJson, ApiPath, ApiQuery};
 use crate::server::Ctx;
 use crate::store::{now_ms, DeploymentRecord, StoredSpec};
+use crate::supervise::hostcache::Versioned;
+use crate::supervise::hoststate::HostReader;
+use hyper::body::Bytes;
 
 pub(super) fn env(ctx: &Ctx) -> Env {
     Env::new(
@@ -119,70 +122,155 @@ async fn deploy(ctx: &Ctx, caller: Caller, req: &DeployRequest) -> Result<Respon
     submit(ctx, Box::new(Deploy::new(env, spec)), caller).await
 }
 
+/// The last rendered `GET /v1/deployments` and its entity tag, keyed by
+/// the store's write generation and the host snapshot's version (`None`: no
+/// state could be read). Polling clients get the same bytes again while
+/// neither changed, or a `304` when they send the tag back.
+#[derive(Debug, Default)]
+pub struct ListCache(std::sync::Mutex<Option<(ListKey, Rendered)>>);
+
+type ListKey = (u64, Option<u64>);
+
+/// A rendered list: body and its `ETag` (a content hash, so it survives a
+/// restart of the daemon and never names different bytes).
+#[derive(Debug, Clone)]
+struct Rendered {
+    body: Bytes,
+    etag: String,
+}
+
+impl Rendered {
+    fn new(body: Vec<u8>) -> Self {
+        let etag = format!(
+            "\"{}\"",
+            crate::apps::render::fingerprint(&[("deployments", &body)])
+        );
+        Self {
+            body: Bytes::from(body),
+            etag,
+        }
+    }
+
+    /// `304` when `if_none_match` names this tag (or is `*`), else `200`.
+    fn respond(self, if_none_match: Option<&axum::http::HeaderValue>) -> Response {
+        use axum::http::header::{CONTENT_TYPE, ETAG};
+        let matches = if_none_match
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .map(|t| t.trim().trim_start_matches("W/"))
+                    .any(|t| t == "*" || t == self.etag)
+            });
+        if matches {
+            return (StatusCode::NOT_MODIFIED, [(ETAG, self.etag)]).into_response();
+        }
+        (
+            [
+                (CONTENT_TYPE, "application/json".to_string()),
+                (ETAG, self.etag),
+            ],
+            self.body,
+        )
+            .into_response()
+    }
+}
+
+impl ListCache {
+    fn get(&self, key: ListKey) -> Option<Rendered> {
+        let slot = self.0.lock().ok()?;
+        slot.as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn put(&self, key: ListKey, r: Rendered) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((key, r));
+        }
+    }
+}
+
+/// The host snapshot the views use (shared, see `supervise::hostcache`),
+/// read after `store_generation`; `None` when it cannot be read: every
+/// state is then unknown (not "missing": that would claim the containers
+/// are gone).
+async fn host_states(ctx: &Ctx, store_generation: u64) -> Option<Versioned> {
+    let p = ctx.app.pve.as_ref()?;
+    // The host state as supervision reads it: on a Proxmox node the
+    // container configs and LXC's command sockets (no subprocess), else
+    // one `pct list`.
+    let reader = HostReader::new(&ctx.app.config().supervise);
+    match ctx.host_cache.get(&reader, Some(p), store_generation).await {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("container states for the deployment views: {e}");
+            None
+        }
+    }
+}
+
+/// The state of `vmid` in `host` (see [`host_states`]).
+fn state_in(host: Option<&Versioned>, vmid: u32) -> ContainerState {
+    match host {
+        Some((_, snap)) => match snap.cts.get(&vmid) {
+            Some(ct) if ct.running => ContainerState::Running,
+            Some(_) => ContainerState::Stopped,
+            None => ContainerState::Missing,
+        },
+        None => ContainerState::Unknown,
+    }
+}
+
 /// Every deployment as recorded, with each container's current state.
 #[utoipa::path(
     get,
     path = "/v1/deployments",
     tag = "deployments",
+    params(("If-None-Match" = Option<String>, Header, description = "The `ETag` of a list already held: `304` while it is current")),
     responses(
-        (status = 200, description = "Deployments, by name", body = Vec<Deployment>),
+        (status = 200, description = "Deployments, by name", body = Vec<Deployment>,
+         headers(("ETag" = String, description = "Names this list; send it back in `If-None-Match`"))),
+        (status = 304, description = "The list named by `If-None-Match` is current"),
         (status = 403, description = "No role", body = crate::api::ApiErrorBody),
     )
 )]
-pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<Deployment>>, Error> {
+pub async fn list_deployments(
+    State(ctx): State<Arc<Ctx>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, Error> {
+    let inm = headers.get(axum::http::header::IF_NONE_MATCH);
+    // The generation is read before anything else (see `Store::generation`).
+    let generation = ctx.app.store.generation();
+    let host = host_states(&ctx, generation).await;
+    let key = (generation, host.as_ref().map(|(v, _)| *v));
+    if let Some(r) = ctx.deployment_list_cache.get(key) {
+        return Ok(r.respond(inm));
+    }
     let recs = ctx.app.store.list_deployments()?;
-    // The host state as supervision reads it: on a Proxmox node the
-    // container configs and LXC's command sockets (no subprocess per
-    // request), else one `pct list`.
-    let reader = crate::supervise::hoststate::HostReader::new(&ctx.app.config().supervise);
-    // `None`: the host state could not be read, so every state is unknown
-    // (not "missing": that would claim the containers are gone).
-    let states: Option<BTreeMap<u32, ContainerState>> = match &ctx.app.pve {
-        Some(p) => match reader.read(Some(p)).await {
-            Ok(snap) => Some(
-                snap.cts
-                    .into_iter()
-                    .map(|(vmid, ct)| {
-                        let s = if ct.running {
-                            ContainerState::Running
-                        } else {
-                            ContainerState::Stopped
-                        };
-                        (vmid, s)
-                    })
-                    .collect(),
-            ),
-            Err(e) => {
-                tracing::warn!("container states for the list: {e}");
-                None
-            }
-        },
-        None => None,
-    };
     let sup = ctx.app.store.supervision_all()?;
-    Ok(Json(
-        recs.iter()
-            .map(|r| {
-                let s = match &states {
-                    Some(m) => m.get(&r.vmid).copied().unwrap_or(ContainerState::Missing),
-                    None => ContainerState::Unknown,
-                };
-                let mut d = view::to_api(r, s);
-                d.supervision = sup.get(&r.name).map(view::supervision);
-                d
-            })
-            .collect(),
-    ))
+    let list: Vec<Deployment> = recs
+        .iter()
+        .map(|r| {
+            let mut d = view::to_api(r, state_in(host.as_ref(), r.vmid));
+            d.supervision = sup.get(&r.name).map(view::supervision);
+            d
+        })
+        .collect();
+    let r = Rendered::new(serde_json::to_vec(&list).map_err(Error::internal)?);
+    ctx.deployment_list_cache.put(key, r.clone());
+    Ok(r.respond(inm))
 }
 
-/// One deployment, live: container state, address, a health probe, drift.
+/// One deployment: as recorded, with the container's state from the shared
+/// host snapshot; `live=true` asks the host and probes the app now.
 #[utoipa::path(
     get,
     path = "/v1/deployments/{name}",
     tag = "deployments",
-    params(("name" = String, Path, description = "Deployment name")),
+    params(("name" = String, Path, description = "Deployment name"), DeploymentQuery),
     responses(
         (status = 200, description = "The deployment", body = Deployment),
+        (status = 400, description = "Bad query", body = crate::api::ApiErrorBody),
         (status = 403, description = "No role", body = crate::api::ApiErrorBody),
         (status = 404, description = "No such deployment", body = crate::api::ApiErrorBody),
     )
@@ -190,11 +278,16 @@ pub async fn list_deployments(State(ctx): State<Arc<Ctx>>) -> Result<Json<Vec<De
 pub async fn get_deployment(
     State(ctx): State<Arc<Ctx>>,
     ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeploymentQuery>,
 ) -> Result<Json<Deployment>, Error> {
+    let generation = ctx.app.store.generation();
     let rec = record(&ctx, &name)?;
-    let mut d = match &ctx.app.pve {
-        Some(p) => view::live(p, &ctx.app.store, &env(&ctx).catalog(), rec).await,
-        None => view::to_api(&rec, ContainerState::Unknown),
+    let mut d = match (&ctx.app.pve, q.live) {
+        (Some(p), true) => view::live(p, &ctx.app.store, &env(&ctx).catalog(), rec).await,
+        _ => {
+            let host = host_states(&ctx, generation).await;
+            view::to_api(&rec, state_in(host.as_ref(), rec.vmid))
+        }
     };
     d.supervision = ctx
         .app
