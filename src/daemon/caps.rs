@@ -11,10 +11,17 @@
 //! it. The list is conservative: everything a real node's storage stack
 //! (LVM, ZFS, device-mapper) might use stays. The sandbox end-to-end suite
 //! runs under exactly this reduced set (`tests/pve_sandbox.rs`).
+//!
+//! The daemon itself needs `CAP_NET_RAW`: the probe guard
+//! (`deploy::egress`) binds every probe socket to the container's bridge
+//! with `SO_BINDTODEVICE`, which kernels before 5.7 allow only with it.
+//! It is required, never dropped, and `systemd/1ld.service` keeps it (its
+//! bounding set removes exactly [`NEVER_NEEDED`]; tested below).
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// Capabilities the Proxmox tools and LXC need; startup fails without them.
+/// Capabilities the Proxmox tools, LXC and the probe guard need; startup
+/// fails without them.
 pub const REQUIRED: &[Capability] = &[
     Capability::CAP_SYS_ADMIN,
     Capability::CAP_NET_ADMIN,
@@ -28,6 +35,8 @@ pub const REQUIRED: &[Capability] = &[
     Capability::CAP_SYS_CHROOT,
     Capability::CAP_SYS_PTRACE,
     Capability::CAP_MKNOD,
+    // SO_BINDTODEVICE for the probe guard (deploy::egress).
+    Capability::CAP_NET_RAW,
 ];
 
 /// Capabilities nothing on the host side nor inside a container needs:
@@ -57,8 +66,8 @@ pub const NEVER_NEEDED: &[Capability] = &[
 pub enum CapsError {
     /// Not root, or root without the powers the tools need.
     #[error(
-        "1ldd lacks capabilities that pct/vzdump/lxc need: {missing}; run it as root \
-         (the packaged 1ld.service does), not as an unprivileged user"
+        "1ldd lacks capabilities that pct/vzdump/lxc and its probes need: {missing}; run it \
+         as root (the packaged 1ld.service does), not as an unprivileged user"
     )]
     Missing {
         /// Comma-separated names.
@@ -151,8 +160,37 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "1ldd lacks capabilities that pct/vzdump/lxc need: CAP_NET_ADMIN,CAP_SYS_ADMIN; \
-             run it as root (the packaged 1ld.service does), not as an unprivileged user"
+            "1ldd lacks capabilities that pct/vzdump/lxc and its probes need: \
+             CAP_NET_ADMIN,CAP_SYS_ADMIN; run it as root (the packaged 1ld.service does), \
+             not as an unprivileged user"
+        );
+    }
+
+    #[test]
+    fn the_unit_drops_exactly_what_is_never_needed() {
+        let unit = include_str!("../../systemd/1ld.service");
+        let line = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("CapabilityBoundingSet=~"))
+            .expect("the unit removes capabilities from its bounding set");
+        let mut dropped: Vec<&str> = line.split_whitespace().collect();
+        dropped.sort_unstable();
+        let mut never: Vec<String> = NEVER_NEEDED.iter().map(ToString::to_string).collect();
+        never.sort();
+        assert_eq!(dropped, never);
+        for c in REQUIRED {
+            assert!(
+                !dropped.contains(&c.to_string().as_str()),
+                "the unit drops {c}"
+            );
+        }
+        assert!(
+            REQUIRED.contains(&Capability::CAP_NET_RAW),
+            "the probe guard needs it"
+        );
+        assert_eq!(
+            unit.lines().find(|l| l.starts_with("User=")),
+            Some("User=root")
         );
     }
 }

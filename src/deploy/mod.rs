@@ -14,7 +14,9 @@
 //! - [`view`]: the API view of a deployment (live state, ip, health);
 //! - [`logs`]: the service's journal (`GET /v1/deployments/{name}/logs`);
 //! - [`reconcile`]: startup reconciliation and the periodic drift check;
-//! - [`net`]: bridges and leases.
+//! - [`net`]: bridges and leases;
+//! - [`egress`]: the probe guard (connections to a container leave through
+//!   its bridge or not at all).
 //!
 //! Invariants:
 //! - nothing touches the host before the whole request validated;
@@ -27,6 +29,7 @@
 //!   single argv elements.
 
 pub mod drift;
+pub mod egress;
 pub mod facts;
 pub mod install;
 pub mod logs;

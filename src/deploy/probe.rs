@@ -4,6 +4,9 @@
 //! Invariants: every probe is bounded by a timeout; an HTTP body is read up
 //! to [`MAX_BODY`]; nothing here retries (the gate in [`gate`] does), and a
 //! probe never fails with an error: what it saw is a [`ProbeResult`].
+//! HTTP and TCP probes connect through [`super::egress`]: bound to the
+//! container's bridge, so a bridge that is gone is `unknown` with the
+//! guard's detail, never a connection over another interface.
 //!
 //! A JSON health body with `"starting": true` (the 1ld agents say so until
 //! their first work cycle has finished) is *provisional*: the gate does not
@@ -14,8 +17,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use super::egress::{self, Via};
 use crate::api::HealthStatus;
 use crate::apps::manifest::{HealthDef, ProbeKind};
 use crate::pve::Pve;
@@ -52,16 +55,18 @@ impl ProbeResult {
     }
 }
 
-/// `GET path` over HTTP/1.0 to `addr`; returns the status and body.
+/// `GET path` over HTTP/1.0 to `addr` through `via`; returns the status
+/// and body.
 pub async fn http_get(
     addr: SocketAddr,
+    via: &Via,
     path: &str,
     timeout: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
     let work = async {
-        let mut s = TcpStream::connect(addr)
+        let mut s = egress::connect(addr, via)
             .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
+            .map_err(|e| e.to_string())?;
         let req = format!(
             "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: 1ldd\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
         );
@@ -183,12 +188,14 @@ fn degraded_checks(body: &[u8]) -> String {
     }
 }
 
-/// One probe of `def` against the container `vmid` at `ip`.
+/// One probe of `def` against the container `vmid` at `ip`, on the bridge
+/// `via` names.
 pub async fn probe_once(
     def: &HealthDef,
     pve: &Pve,
     vmid: u32,
     ip: Option<Ipv4Addr>,
+    via: &Via,
     timeout: Duration,
 ) -> ProbeResult {
     match def.kind {
@@ -201,13 +208,14 @@ pub async fn probe_once(
             };
             let addr = SocketAddr::from((ip, def.port.unwrap_or_default()));
             if def.kind == ProbeKind::Tcp {
-                return match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                return match tokio::time::timeout(timeout, egress::connect(addr, via)).await {
                     Ok(Ok(_)) => {
                         ProbeResult::new(HealthStatus::Healthy, format!("tcp {addr} open"))
                     }
-                    Ok(Err(e)) => {
-                        ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: {e}"))
+                    Ok(Err(egress::ConnectError::Connect { source, .. })) => {
+                        ProbeResult::new(HealthStatus::Unknown, format!("tcp {addr}: {source}"))
                     }
+                    Ok(Err(e)) => ProbeResult::new(HealthStatus::Unknown, e.to_string()),
                     Err(_) => ProbeResult::new(
                         HealthStatus::Unknown,
                         format!("tcp {addr}: no answer within {timeout:?}"),
@@ -215,7 +223,7 @@ pub async fn probe_once(
                 };
             }
             let path = def.path.as_deref().unwrap_or("/");
-            match http_get(addr, path, timeout).await {
+            match http_get(addr, via, path, timeout).await {
                 Ok((code, body)) => classify_http(def, code, &body),
                 Err(e) => ProbeResult::new(HealthStatus::Unknown, e),
             }
@@ -240,7 +248,7 @@ pub async fn probe_once(
 
 /// Probes until the result is one `def.accept` allows or `def.timeout_s`
 /// passes; `log` gets every probe's result. Returns the accepted result,
-/// or the last one seen.
+/// or the last one seen. HTTP/TCP probes leave through `via` only.
 ///
 /// A provisional result (`"starting": true`) is not settled on while time is
 /// left: the gate keeps probing until the service reports a final status.
@@ -250,6 +258,7 @@ pub async fn gate(
     pve: &Pve,
     vmid: u32,
     ip: Option<Ipv4Addr>,
+    via: &Via,
     mut log: impl FnMut(&str),
 ) -> Result<ProbeResult, ProbeResult> {
     let start = Instant::now();
@@ -264,6 +273,7 @@ pub async fn gate(
             pve,
             vmid,
             ip,
+            via,
             left.clamp(Duration::from_millis(200), Duration::from_secs(5)),
         )
         .await;
@@ -370,9 +380,11 @@ mod tests {
         d.interval_ms = 20;
         let ip = Ipv4Addr::LOCALHOST;
         let mut lines = Vec::new();
-        let r = gate(&d, &pve, 100, Some(ip), |l| lines.push(l.to_string()))
-            .await
-            .expect("healthy");
+        let r = gate(&d, &pve, 100, Some(ip), &Via::Unrecorded, |l| {
+            lines.push(l.to_string())
+        })
+        .await
+        .expect("healthy");
         assert_eq!(r.status, HealthStatus::Healthy);
         assert_eq!(lines.len(), 3, "{lines:?}");
         // A service that stays starting: the last accepted result passes at the deadline.
@@ -380,11 +392,36 @@ mod tests {
         d.port = Some(addr.port());
         d.timeout_s = 1;
         d.interval_ms = 100;
-        let r = gate(&d, &pve, 100, Some(ip), |_| {})
+        let r = gate(&d, &pve, 100, Some(ip), &Via::Unrecorded, |_| {})
             .await
             .expect("accepted");
         assert_eq!(r.status, HealthStatus::Degraded);
         assert!(r.provisional);
+    }
+
+    #[tokio::test]
+    async fn a_probe_over_a_missing_bridge_is_unknown_and_sends_nothing() {
+        use crate::deploy::egress::tests::{assert_refused, Trap, NO_SUCH_BRIDGE};
+        // 0.0.0.0 reaches the loopback trap if (and only if) the socket is
+        // not bound: see `egress::tests`.
+        let trap = Trap::on(Ipv4Addr::LOCALHOST.into()).await;
+        let pve = Pve::new(
+            crate::pve::Runner::new(None),
+            crate::pve::PveVersion::new(8, 4),
+            "pve",
+        );
+        let via = Via::recorded(NO_SUCH_BRIDGE);
+        let ip = Ipv4Addr::UNSPECIFIED;
+        for kind in [ProbeKind::Http, ProbeKind::Tcp] {
+            let mut d = def();
+            d.kind = kind;
+            d.port = Some(trap.addr.port());
+            let r = probe_once(&d, &pve, 100, Some(ip), &via, Duration::from_secs(2)).await;
+            assert_eq!(r.status, HealthStatus::Unknown, "{kind:?}: {r:?}");
+            assert_refused(&r.detail, NO_SUCH_BRIDGE, ip.into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(trap.accepted(), 0, "nothing reached the trap");
     }
 
     #[tokio::test]
@@ -399,7 +436,9 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let (code, body) = http_get(addr, "/health", Duration::from_secs(2))
+        // Loopback is never bound, whatever the recorded bridge.
+        let via = Via::recorded("vmbr0");
+        let (code, body) = http_get(addr, &via, "/health", Duration::from_secs(2))
             .await
             .unwrap();
         assert_eq!(code, 200);
@@ -408,6 +447,9 @@ mod tests {
             HealthStatus::Healthy
         );
         let closed = SocketAddr::from(([127, 0, 0, 1], 1));
-        assert!(http_get(closed, "/", Duration::from_secs(1)).await.is_err());
+        let e = http_get(closed, &via, "/", Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(e.starts_with("connect 127.0.0.1:1: "), "{e}");
     }
 }

@@ -89,7 +89,9 @@ pub async fn live(
             let ip = rec.ip.as_deref().and_then(|s| s.parse().ok());
             // A deployment with the proxy is probed through it.
             let def = super::proxy::deployed_health(&app.manifest, &rec.spec.tags);
-            let r = super::probe::probe_once(&def, pve, rec.vmid, ip, LIVE_PROBE_TIMEOUT).await;
+            let via = super::egress::Via::recorded(&rec.spec.resources.bridge);
+            let r =
+                super::probe::probe_once(&def, pve, rec.vmid, ip, &via, LIVE_PROBE_TIMEOUT).await;
             HealthSummary {
                 status: r.status,
                 checked_at: Some(rfc3339(now_ms())),

@@ -46,6 +46,7 @@ use crate::api::{EventType, HealthState, ProbeOutcome, Requestor, SuperviseOverr
 use crate::apps::manifest::HealthDef;
 use crate::apps::Catalog;
 use crate::config::{Config, SuperviseConfig};
+use crate::deploy::egress::Via;
 use crate::deploy::Env;
 use crate::events::EventBus;
 use crate::notify::{Alert, AlertKind, AlertSink, Severity};
@@ -661,10 +662,12 @@ impl Supervisor {
         }
         let _permit = sem.acquire_owned().await.ok();
         let ip = d.ip.as_deref().and_then(|s| s.parse().ok());
+        // Only ever over the container's own bridge (`deploy::egress`).
+        let via = Via::recorded(&d.spec.resources.bridge);
         let s = self
             .inner
             .prober
-            .probe(def, self.inner.pve.as_ref(), d.vmid, ip, t.timeout)
+            .probe(def, self.inner.pve.as_ref(), d.vmid, ip, &via, t.timeout)
             .await;
         Observed {
             outcome: s.outcome,

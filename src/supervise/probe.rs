@@ -5,21 +5,38 @@
 //! Unlike the gate, a running container whose service does not answer is
 //! `unhealthy` here (refused, reset, timed out): the container is up, so
 //! the service is down. `unknown` is kept for what cannot be told — no
-//! address yet, or the host tools failing for an exec probe.
+//! address yet, the host tools failing for an exec probe, or the probe
+//! guard refusing because the container's bridge is gone (the host's
+//! network is broken, not the service: no repair inside the container can
+//! help, and not knowing never ends an incident).
+//!
+//! Every connection goes through [`crate::deploy::egress`]: bound to the
+//! container's bridge. The pool is one client per bridge (the pool keys on
+//! the address only); a bridge that is gone is refused before the pool is
+//! asked, and one that came back (a new interface index) gets a fresh
+//! client, so a kept-alive connection on a dead device is never reused.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::api::{HealthStatus, ProbeOutcome};
 use crate::apps::manifest::{HealthDef, ProbeKind};
+use crate::deploy::egress::{self, ConnectError, Via};
 use crate::deploy::probe::{classify_http, MAX_BODY};
 use crate::pve::Pve;
+
+/// How long establishing a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one supervision probe saw.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +49,17 @@ pub struct Seen {
     pub latency_ms: f64,
 }
 
-/// Probes with a shared connection pool. Cheap to clone.
+type HttpClient = Client<BridgeConnector, Empty<Bytes>>;
+
+/// Bound device (`None`: unbound) → (its interface index when the client
+/// was made, the client).
+type Pools = HashMap<Option<String>, (Option<u32>, HttpClient)>;
+
+/// Probes with shared connection pools, one per bridge. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Prober {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    /// As many entries as bridges in use (a handful).
+    clients: Arc<Mutex<Pools>>,
 }
 
 impl Default for Prober {
@@ -47,23 +71,39 @@ impl Default for Prober {
 impl Prober {
     /// A prober keeping one idle connection per service for a minute.
     pub fn new() -> Self {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(Duration::from_secs(5)));
+        Self {
+            clients: Arc::default(),
+        }
+    }
+
+    /// The client for connections bound to `device`, whose interface index
+    /// is now `ifindex`.
+    fn client(&self, device: Option<&str>, ifindex: Option<u32>) -> HttpClient {
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = device.map(str::to_string);
+        if let Some((idx, c)) = clients.get(&key) {
+            if *idx == ifindex {
+                return c.clone();
+            }
+        }
+        let via = key.clone().map_or(Via::Unrecorded, Via::Bridge);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1)
-            .build(conn);
-        Self { client }
+            .build(BridgeConnector { via });
+        clients.insert(key, (ifindex, client.clone()));
+        client
     }
 
-    /// Probes `def` on container `vmid` at `ip` within `timeout`.
+    /// Probes `def` on container `vmid` at `ip`, on the bridge `via` names,
+    /// within `timeout`.
     pub async fn probe(
         &self,
         def: &HealthDef,
         pve: Option<&Pve>,
         vmid: u32,
         ip: Option<Ipv4Addr>,
+        via: &Via,
         timeout: Duration,
     ) -> Seen {
         let start = Instant::now();
@@ -76,9 +116,9 @@ impl Prober {
                 Some(ip) => {
                     let addr = SocketAddr::from((ip, def.port.unwrap_or_default()));
                     if def.kind == ProbeKind::Tcp {
-                        tcp(addr, timeout).await
+                        tcp(addr, via, timeout).await
                     } else {
-                        self.http(def, addr, timeout).await
+                        self.http(def, addr, via, timeout).await
                     }
                 }
             },
@@ -101,8 +141,14 @@ impl Prober {
         &self,
         def: &HealthDef,
         addr: SocketAddr,
+        via: &Via,
         timeout: Duration,
     ) -> (ProbeOutcome, String) {
+        let ifindex = match egress::check(via, addr.ip()) {
+            Ok(i) => i,
+            Err(g) => return (ProbeOutcome::Unknown, g.to_string()),
+        };
+        let client = self.client(via.device_for(addr.ip()), ifindex);
         let path = def.path.as_deref().unwrap_or("/");
         let uri = match format!("http://{addr}{path}").parse::<hyper::Uri>() {
             Ok(u) => u,
@@ -122,30 +168,101 @@ impl Prober {
             Err(e) => return (ProbeOutcome::Unknown, format!("probe request: {e}")),
         };
         let work = async {
-            let resp = self
-                .client
+            let resp = client
                 .request(req)
                 .await
-                .map_err(|e| format!("{addr}: {}", error_chain(&e)))?;
+                .map_err(|e| match guard_refusal(&e) {
+                    Some(g) => Refused::Guard(g),
+                    None => Refused::Other(format!("{addr}: {}", error_chain(&e))),
+                })?;
             let code = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("{addr}: reading the answer: {e}"))?
+                .map_err(|e| Refused::Other(format!("{addr}: reading the answer: {e}")))?
                 .to_bytes();
-            Ok::<_, String>((code, body))
+            Ok::<_, Refused>((code, body))
         };
-        match tokio::time::timeout(timeout, work).await {
+        let res = tokio::time::timeout(timeout, work).await;
+        if res.as_ref().map_or(true, Result::is_err) {
+            // The bridge may have gone while a kept-alive connection waited.
+            if let Err(g) = egress::check(via, addr.ip()) {
+                return (ProbeOutcome::Unknown, g.to_string());
+            }
+        }
+        match res {
             Err(_) => (
                 ProbeOutcome::Unhealthy,
                 format!("{addr}: no answer within {}s", timeout.as_secs_f32()),
             ),
-            Ok(Err(e)) => (ProbeOutcome::Unhealthy, e),
+            Ok(Err(Refused::Guard(g))) => (ProbeOutcome::Unknown, g),
+            Ok(Err(Refused::Other(e))) => (ProbeOutcome::Unhealthy, e),
             Ok(Ok((code, body))) => {
                 let r = classify_http(def, code, &body);
                 (outcome_of(r.status), r.detail)
             }
         }
+    }
+}
+
+/// Why an HTTP probe got no answer.
+enum Refused {
+    /// The probe guard refused (its message).
+    Guard(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// The guard's refusal inside a client error, if that is what it was.
+fn guard_refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(ConnectError::Guard(g)) = c.downcast_ref::<ConnectError>() {
+            return Some(g.to_string());
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// Opens the pool's connections through [`egress::connect`]: bound to
+/// the bridge, to IP literals only (probes never resolve names).
+#[derive(Clone, Debug)]
+struct BridgeConnector {
+    via: Via,
+}
+
+impl tower::Service<hyper::Uri> for BridgeConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let via = self.via.clone();
+        Box::pin(async move {
+            let ip = uri
+                .host()
+                .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+                .and_then(|h| h.parse::<IpAddr>().ok());
+            let (Some(ip), Some(port)) = (ip, uri.port_u16()) else {
+                return Err(ConnectError::Target(uri.to_string()));
+            };
+            let addr = SocketAddr::new(ip, port);
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, egress::connect(addr, &via))
+                .await
+                .map_err(|_| ConnectError::Connect {
+                    addr,
+                    source: std::io::ErrorKind::TimedOut.into(),
+                })??;
+            stream
+                .set_nodelay(true)
+                .map_err(|source| ConnectError::Socket { addr, source })?;
+            Ok(TokioIo::new(stream))
+        })
     }
 }
 
@@ -171,10 +288,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-async fn tcp(addr: SocketAddr, timeout: Duration) -> (ProbeOutcome, String) {
-    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+async fn tcp(addr: SocketAddr, via: &Via, timeout: Duration) -> (ProbeOutcome, String) {
+    match tokio::time::timeout(timeout, egress::connect(addr, via)).await {
         Ok(Ok(_)) => (ProbeOutcome::Healthy, format!("tcp {addr} open")),
-        Ok(Err(e)) => (ProbeOutcome::Unhealthy, format!("tcp {addr}: {e}")),
+        Ok(Err(ConnectError::Connect { source, .. })) => {
+            (ProbeOutcome::Unhealthy, format!("tcp {addr}: {source}"))
+        }
+        // The guard refused, or no socket: nothing was tried.
+        Ok(Err(e)) => (ProbeOutcome::Unknown, e.to_string()),
         Err(_) => (
             ProbeOutcome::Unhealthy,
             format!("tcp {addr}: no answer within {}s", timeout.as_secs_f32()),
@@ -274,12 +395,47 @@ mod tests {
                     None,
                     100,
                     Some(Ipv4Addr::LOCALHOST),
+                    &Via::recorded("vmbr0"),
                     Duration::from_secs(2),
                 )
                 .await;
             assert_eq!(s.outcome, ProbeOutcome::Healthy, "{s:?}");
         }
         assert_eq!(conns.load(Ordering::SeqCst), 1, "one kept-alive connection");
+    }
+
+    #[tokio::test]
+    async fn a_probe_over_a_missing_bridge_is_unknown_and_sends_nothing() {
+        use crate::deploy::egress::tests::{assert_refused, Trap, NO_SUCH_BRIDGE};
+        // 0.0.0.0 reaches the loopback trap if (and only if) the socket is
+        // not bound: see `deploy::egress::tests`.
+        let trap = Trap::on(Ipv4Addr::LOCALHOST.into()).await;
+        let p = Prober::new();
+        let via = Via::recorded(NO_SUCH_BRIDGE);
+        let ip = Ipv4Addr::UNSPECIFIED;
+        for kind in [ProbeKind::Http, ProbeKind::Tcp] {
+            let mut d = def(trap.addr.port());
+            d.kind = kind;
+            let s = p
+                .probe(&d, None, 100, Some(ip), &via, Duration::from_secs(2))
+                .await;
+            assert_eq!(s.outcome, ProbeOutcome::Unknown, "{kind:?}: {s:?}");
+            assert_refused(&s.detail, NO_SUCH_BRIDGE, ip.into());
+        }
+        // Past the up-front check (a bridge that vanishes just after it),
+        // the connector's own refusal is recognised in the client's error.
+        let client = p.client(Some(NO_SUCH_BRIDGE), Some(1));
+        let uri: hyper::Uri = format!("http://{}/health", SocketAddr::from((ip, trap.addr.port())))
+            .parse()
+            .unwrap();
+        let req = hyper::Request::get(uri)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let e = client.request(req).await.expect_err("refused");
+        let detail = guard_refusal(&e).expect("the guard's refusal in the chain");
+        assert_refused(&detail, NO_SUCH_BRIDGE, ip.into());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(trap.accepted(), 0, "nothing reached the trap");
     }
 
     #[tokio::test]
@@ -295,13 +451,21 @@ mod tests {
                 None,
                 100,
                 Some(Ipv4Addr::LOCALHOST),
+                &Via::recorded("vmbr0"),
                 Duration::from_secs(2),
             )
             .await;
         assert_eq!(s.outcome, ProbeOutcome::Unhealthy);
         assert!(s.detail.contains("refused"), "{}", s.detail);
         let s = p
-            .probe(&def(port), None, 100, None, Duration::from_secs(1))
+            .probe(
+                &def(port),
+                None,
+                100,
+                None,
+                &Via::Unrecorded,
+                Duration::from_secs(1),
+            )
             .await;
         assert_eq!(s.outcome, ProbeOutcome::Unknown);
         // Accepting but never answering: a timeout, unhealthy.
@@ -320,6 +484,7 @@ mod tests {
                 None,
                 100,
                 Some(Ipv4Addr::LOCALHOST),
+                &Via::recorded("vmbr0"),
                 Duration::from_millis(300),
             )
             .await;
@@ -332,6 +497,7 @@ mod tests {
                 None,
                 100,
                 Some(Ipv4Addr::LOCALHOST),
+                &Via::recorded("vmbr0"),
                 Duration::from_secs(2),
             )
             .await;

@@ -1266,10 +1266,14 @@ async fn root_proxy_nginx_in_front_of_the_agent() {
         "{log}"
     );
     // From the host, through nginx: the agent's own health JSON and status.
-    let get = |path: &'static str| async move {
-        oneld::deploy::probe::http_get(port80, path, Duration::from_secs(5))
-            .await
-            .expect("an answer on port 80")
+    let via = oneld::deploy::egress::Via::recorded(&n.bridge);
+    let get = |path: &'static str| {
+        let via = via.clone();
+        async move {
+            oneld::deploy::probe::http_get(port80, &via, path, Duration::from_secs(5))
+                .await
+                .expect("an answer on port 80")
+        }
     };
     let (code, body) = get("/health").await;
     assert_eq!(code, 200);

@@ -26,6 +26,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{EventType, HealthSummary, IntendedState};
+use crate::deploy::egress::Via;
 use crate::deploy::spec::{op_marker, DeploySpec, STEPS};
 use crate::deploy::{install, net, probe, proxy, step_error, Env};
 use crate::error::Error;
@@ -342,7 +343,9 @@ impl Deploy {
         ctx.checkpoint()?;
 
         ctx.step(9, n, step(9));
-        let health = match probe::gate(&spec.health, pve, vmid, Some(ip), |l| ctx.log(l)).await {
+        let via = Via::recorded(&spec.resources.bridge);
+        let gated = probe::gate(&spec.health, pve, vmid, Some(ip), &via, |l| ctx.log(l)).await;
+        let health = match gated {
             Ok(r) => {
                 if r.status == crate::api::HealthStatus::Degraded {
                     ctx.log(&format!(

@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{EventType, HealthSummary, IntendedState, Resources};
+use crate::deploy::egress::Via;
 use crate::deploy::spec::RenderedFile;
 use crate::deploy::{install, net, probe, step_error, Env};
 use crate::error::Error;
@@ -346,7 +347,9 @@ impl DeploymentOp {
                 Some(ip) => Some(ip),
                 None => rec.ip.as_deref().and_then(|s| s.parse().ok()),
             };
-            match probe::gate(&plan.health, pve, self.vmid, ip, |l| ctx.log(l)).await {
+            // `pct set` above moved net0 to the plan's bridge, if it changed.
+            let via = Via::recorded(&plan.resources.bridge);
+            match probe::gate(&plan.health, pve, self.vmid, ip, &via, |l| ctx.log(l)).await {
                 Ok(r) => health = Some(r),
                 Err(r) => {
                     return Err(step_error(

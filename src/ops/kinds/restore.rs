@@ -24,6 +24,7 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{EventType, HealthSummary, IntendedState};
+use crate::deploy::egress::Via;
 use crate::deploy::{probe, step_error, Env};
 use crate::error::Error;
 use crate::ops::{OpCtx, OpTask};
@@ -203,7 +204,8 @@ impl RestoreOp {
                 ))
             })?;
         ctx.step(5, n, "health gate");
-        let health = probe::gate(&plan.health, pve, vmid, Some(ip), |l| ctx.log(l))
+        let via = Via::recorded(&restored_bridge(ctx, pve, vmid, plan).await);
+        let health = probe::gate(&plan.health, pve, vmid, Some(ip), &via, |l| ctx.log(l))
             .await
             .map_err(|r| {
                 step_error(
@@ -366,6 +368,28 @@ impl OpTask for RestoreOp {
     fn compensate<'a>(&'a self, ctx: &'a OpCtx) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(self.undo(ctx))
     }
+}
+
+/// The bridge the restored container's `net0` is on (the archive's config),
+/// else the recorded deployment's; empty when neither says.
+async fn restored_bridge(
+    ctx: &OpCtx,
+    pve: &crate::pve::Pve,
+    vmid: u32,
+    plan: &RestorePlan,
+) -> String {
+    let from_config = match pve.pct_config(vmid, false).await {
+        Ok(cfg) => cfg.net.get(&0).and_then(|n| n.bridge.clone()),
+        Err(e) => {
+            ctx.log(&format!(
+                "cannot read CT {vmid}'s config ({e}); probing over the recorded bridge"
+            ));
+            None
+        }
+    };
+    from_config
+        .or_else(|| plan.base.as_ref().map(|b| b.spec.resources.bridge.clone()))
+        .unwrap_or_default()
 }
 
 /// The spec document a backup wrote into the container, if it is there.

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{EventType, HealthSummary, SafetyPoint};
 use crate::apps::manifest::{DirDef, HealthDef};
+use crate::deploy::egress::Via;
 use crate::deploy::spec::RenderedFile;
 use crate::deploy::{install, net, probe, step_error, Env};
 use crate::error::Error;
@@ -65,6 +66,9 @@ pub struct UpgradePlan {
     pub unit: String,
     /// The health probe.
     pub health: HealthDef,
+    /// The container's bridge, the only way its probes may take (empty:
+    /// not recorded, unbound).
+    pub bridge: String,
     /// The backup policy (a backup safety point).
     pub policy: crate::api::BackupPolicy,
     /// The app's pre-backup hook.
@@ -314,7 +318,8 @@ impl UpgradeOp {
                 super::deploy::poll_lease(ctx, pve, plan.vmid, limit).await?
             }
         };
-        probe::gate(&plan.health, pve, plan.vmid, ip, |l| ctx.log(l))
+        let via = Via::recorded(&plan.bridge);
+        probe::gate(&plan.health, pve, plan.vmid, ip, &via, |l| ctx.log(l))
             .await
             .map_err(|r| {
                 step_error(

@@ -142,6 +142,7 @@ pub async fn upgrade(
         user: m.service.user.clone(),
         unit: m.service.unit.clone(),
         health: crate::deploy::proxy::deployed_health(m, &rec.spec.tags),
+        bridge: rec.spec.resources.bridge.clone(),
         policy: crate::backup::policy_of(&rec.spec, &env.backup),
         pre_backup: m.data.pre_backup.clone(),
         keep_safety_secs: ctx.app.config().upgrade.keep_safety_secs,
