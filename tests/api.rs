@@ -1446,6 +1446,19 @@ async fn the_canary_secret_leaves_no_trace_in_a_full_run() {
     let tools = daemon::SandboxTools::new(dir.path());
     put_canary(&dir.path().join("state"));
     let mut d = daemon::ChildDaemon::start(dir.path(), &tools, &[("RUST_LOG", "debug")]).await;
+    // No core file can carry the secret, whoever started 1ldd (here: not
+    // systemd, so not its LimitCORE=0): core limit 0/0 (the process is also
+    // non-dumpable; see daemon::harden's test).
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid)).expect("limits");
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("core limit line");
+    assert_eq!(
+        core.split_whitespace().collect::<Vec<_>>()[4..6],
+        ["0", "0"],
+        "{core}"
+    );
     let watch = ArgvWatch::start(d.pid);
     let mut outputs = canary_run(&d.client(), &tools).await;
     let (tools_seen, hits) = watch.finish();

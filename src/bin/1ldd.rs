@@ -7,6 +7,11 @@ use clap::Parser;
 use oneld::daemon::cli::Cli;
 
 fn main() -> ExitCode {
+    // Before anything is read: the daemon will hold secrets in memory.
+    if let Err(e) = oneld::daemon::harden::no_core_dumps() {
+        eprintln!("1ldd: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let config = match oneld::config::Config::load(&cli.config) {
         Ok(c) => c,

@@ -27,6 +27,7 @@
 
 pub mod caps;
 pub mod cli;
+pub mod harden;
 pub mod logging;
 pub mod notify;
 
