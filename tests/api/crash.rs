@@ -13,6 +13,11 @@
 //!    archive of a 1ld container on storage is recorded or flagged;
 //! 6. notifications queued before the kill are delivered after the restart.
 //!
+//! The kill moments are spread over each kind's steps: a clean run of each
+//! kind first records when each of its steps began, then the trials take
+//! the steps in turn (from a seeded start) and a random moment inside the
+//! step's window, so short steps are hit as often as the long ones.
+//!
 //! `make crash` runs `ONELD_CRASH_TRIALS=20` per kind; `make test` a bounded
 //! 2 per kind. The seed is printed (`ONELD_CRASH_SEED` replays a run); the
 //! report lists trials, where the kills landed and every violation.
@@ -120,6 +125,38 @@ impl Campaign {
             return None;
         }
         r.json::<Value>()["id"].as_str().map(str::to_string)
+    }
+
+    /// Runs an operation to its end, polling its progress every 20 ms:
+    /// the final operation, when each step was first seen (ms after the
+    /// submit, ascending) and the whole run's ms.
+    async fn timed_run(&self, method: &str, path: &str, body: Value) -> (Value, Vec<u64>, u64) {
+        let id = self
+            .submit(method, path, body)
+            .await
+            .unwrap_or_else(|| panic!("{method} {path} refused"));
+        let t0 = Instant::now();
+        let mut starts: BTreeMap<u64, u64> = BTreeMap::new();
+        loop {
+            let op: Value = self
+                .client()
+                .get(&format!("/v1/operations/{id}"))
+                .await
+                .expect(200)
+                .json();
+            let at = t0.elapsed().as_millis() as u64;
+            if let Some(step) = op["progress"]["step"].as_u64() {
+                starts.entry(step).or_insert(at);
+            }
+            let done = matches!(
+                op["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled" | "interrupted")
+            );
+            if done || t0.elapsed() > Duration::from_secs(300) {
+                return (op, starts.into_values().collect(), at);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Runs an operation to its end (setup and cleanup, never killed).
@@ -458,8 +495,11 @@ async fn root_crash_campaign_keeps_the_invariants() {
     };
     cam.restart().await;
 
-    // How long each kind takes here, for the kill delays: one clean run.
+    // How long each kind and each of its steps take here, for the kill
+    // moments: one clean run.
     let mut took: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut windows: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
+    let offset: usize = rng.gen_range(0..64);
     let mut report: Vec<Trial> = Vec::new();
     for round in 0..=trials {
         for kind in KINDS {
@@ -467,10 +507,10 @@ async fn root_crash_campaign_keeps_the_invariants() {
                 continue;
             };
             if round == 0 {
-                let t0 = Instant::now();
-                let v = cam.run(&method, &path, body).await;
-                took.insert(kind, t0.elapsed().as_millis() as u64);
+                let (v, starts, total) = cam.timed_run(&method, &path, body).await;
                 assert_eq!(v["status"], "succeeded", "the clean {kind}: {v}");
+                took.insert(kind, total);
+                windows.insert(kind, step_windows(&starts, total));
                 continue;
             }
             let Some(id) = cam.submit(&method, &path, body).await else {
@@ -482,7 +522,13 @@ async fn root_crash_campaign_keeps_the_invariants() {
                 });
                 continue;
             };
-            let delay = rng.gen_range(0..=took.get(kind).copied().unwrap_or(3000).max(200));
+            let delay = match windows.get(kind).filter(|w| !w.is_empty()) {
+                Some(w) => {
+                    let (lo, hi) = w[(offset + round) % w.len()];
+                    rng.gen_range(lo..hi.max(lo + 1))
+                }
+                None => rng.gen_range(0..=took.get(kind).copied().unwrap_or(3000).max(200)),
+            };
             tokio::time::sleep(Duration::from_millis(delay)).await;
             let op: Value = cam
                 .client()
@@ -559,4 +605,24 @@ async fn root_crash_campaign_keeps_the_invariants() {
         "the store fails its integrity check: {:?}",
         store.err()
     );
+}
+
+/// The `[begin, end)` ms window of each step from when each began (as
+/// [`Campaign::timed_run`] saw them) and the run's end.
+fn step_windows(starts: &[u64], total: u64) -> Vec<(u64, u64)> {
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (b, starts.get(i + 1).copied().unwrap_or(total).max(b + 1)))
+        .collect()
+}
+
+#[test]
+fn every_step_gets_its_own_window() {
+    assert_eq!(
+        step_windows(&[0, 40, 2000, 2010], 3000),
+        [(0, 40), (40, 2000), (2000, 2010), (2010, 3000)]
+    );
+    assert_eq!(step_windows(&[5], 5), [(5, 6)]);
+    assert!(step_windows(&[], 100).is_empty());
 }
