@@ -58,6 +58,7 @@ const RUNS: &[(u32, Source)] = &[
     (10, Source::Files),
     (100, Source::Files),
     (200, Source::Files),
+    (1000, Source::Files),
     (200, Source::PctList),
 ];
 /// Seconds of CPU sampling between two rounds (a round ends ≤ jitter + 1 s
@@ -122,11 +123,14 @@ impl Drop for Services {
     }
 }
 
+/// The `i`th service's address (from 1): 127.0.1.1–127.0.1.250, then
+/// 127.0.2.1…, so 1,000 fit.
 fn ip_of(i: u32) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 1, i as u8)
+    let k = i.saturating_sub(1);
+    Ipv4Addr::new(127, 0, 1 + (k / 250) as u8, (k % 250 + 1) as u8)
 }
 
-/// Binds `127.0.1.1..=n` on one free port (a few tries: the port is picked
+/// Binds `ip_of(1..=n)` on one free port (a few tries: the port is picked
 /// on the first address and may be taken on another).
 async fn services(n: u32) -> Result<Services, String> {
     let mut last = String::new();
