@@ -116,11 +116,11 @@ deb-check: deb
 
 # Fast tier: no root, no containers.
 test-fast:
-	ONELD_REQUIRE_TOOLS=1 $(CARGO) test --workspace
+	ONELD_REQUIRE_TOOLS=1 $(CARGO) test --workspace --no-fail-fast
 
 # Sandbox tier: real LXC containers, real dnsmasq. Root only; never skips.
 test-sandbox: deps sandbox-bin agents-bin template debs deb-old
-	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace -- --test-threads=1
+	ONELD_REQUIRE_TOOLS=1 PVE_SANDBOX_E2E=1 PVE_SANDBOX_BIN_DIR=$(SANDBOX_BIN) $(CARGO) test --workspace --no-fail-fast -- --test-threads=1
 
 test: deps lint deb-check test-fast test-sandbox
 
