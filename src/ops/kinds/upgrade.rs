@@ -367,6 +367,11 @@ impl UpgradeOp {
         };
         ctx.log(&message);
         if let Ok((_, status)) = &outcome {
+            // Back at the safety point: the operation's compensation must
+            // not roll back a second time (the snapshot is gone by now).
+            let mut back = p.clone();
+            back.changed = false;
+            self.save(ctx, &back);
             if let Ok(Some(mut rec)) = env.store.get_deployment(&plan.name) {
                 let now = now_ms();
                 rec.health = HealthSummary {
